@@ -1,0 +1,148 @@
+//! The thin layer around [`crate::kubelet::plan`]: watches pods and performs its actions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{self, Action as Requeue, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::fault::APPLIED_ANNOTATION;
+use crate::kubelet::{self, Action};
+use crate::node::FIELD_MANAGER;
+use crate::Config;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{action} pod {namespace}/{name}: {source}")]
+pub struct Error {
+    action: &'static str,
+    namespace: String,
+    name: String,
+    source: kube::Error,
+}
+
+struct Ctx {
+    client: Client,
+    cfg: Config,
+}
+
+/// Runs until the pod watch ends (it retries on its own with backoff).
+pub async fn run(client: Client, cfg: Config) {
+    let concurrency = cfg.concurrency;
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        cfg,
+    });
+    Controller::new(Api::<Pod>::all(client), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "pod reconcile");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Requeue, Error> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let cx = kubelet::Context {
+        node: &ctx.cfg.node,
+        node_ip: &ctx.cfg.node_ip,
+        timing: &ctx.cfg.timing,
+        now: Timestamp::now(),
+        last_status_write: last_status_write(&pod),
+    };
+    let plan = kubelet::plan(&pod, &cx);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let err = |action: &'static str| {
+        let (namespace, name) = (namespace.clone(), name.clone());
+        move |source| Error {
+            action,
+            namespace,
+            name,
+            source,
+        }
+    };
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    for action in plan.actions {
+        match action {
+            Action::Bind => {
+                let binding = serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": { "name": name },
+                    "target": { "apiVersion": "v1", "kind": "Node", "name": ctx.cfg.node },
+                });
+                let res: Result<serde_json::Value, _> = api
+                    .create_subresource("binding", &name, &PostParams::default(), &binding)
+                    .await;
+                ignore_gone(res).map_err(err("bind"))?;
+                tracing::debug!(%namespace, %name, "bound");
+            }
+            Action::ForceDelete => {
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: pod.uid(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                ignore_gone(api.delete(&name, &dp).await.map(|_| ())).map_err(err("delete"))?;
+            }
+            Action::MarkApplied(value) => {
+                let patch = serde_json::json!({ "metadata": { "annotations": { APPLIED_ANNOTATION: value } } });
+                ignore_gone(api.patch(&name, &pp, &Patch::Merge(&patch)).await)
+                    .map_err(err("annotate"))?;
+            }
+            Action::WriteStatus(status) => {
+                let patch = serde_json::json!({ "status": status });
+                ignore_gone(api.patch_status(&name, &pp, &Patch::Merge(&patch)).await)
+                    .map_err(err("write status of"))?;
+            }
+        }
+    }
+    Ok(match plan.requeue {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::await_change(),
+    })
+}
+
+fn error_policy(_pod: Arc<Pod>, error: &Error, _ctx: Arc<Ctx>) -> Requeue {
+    tracing::warn!(%error, "retrying");
+    Requeue::requeue(Duration::from_millis(500))
+}
+
+/// A pod deleted under our feet is not an error: its story is over.
+fn ignore_gone<T>(res: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// When we last wrote this pod's status, from managedFields (the apiserver's own clock).
+fn last_status_write(pod: &Pod) -> Option<Timestamp> {
+    pod.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:status").is_some())
+        })
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
+}
