@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -79,27 +79,14 @@ pub fn plan(pod: &Pod, cx: &Context) -> Plan {
     let bound_here = spec.node_name.as_deref() == Some(cx.node);
     if pod.metadata.deletion_timestamp.is_some() {
         // Unbound pods are removed by the apiserver itself; bound ones wait for their kubelet.
-        let actions = if bound_here {
-            vec![Action::ForceDelete]
-        } else {
-            vec![]
-        };
-        return Plan {
-            actions,
-            requeue: None,
-        };
+        let actions = if bound_here { vec![Action::ForceDelete] } else { vec![] };
+        return Plan { actions, requeue: None };
     }
     match spec.node_name.as_deref() {
         None | Some("") => {
-            let ours = matches!(
-                spec.scheduler_name.as_deref(),
-                None | Some("default-scheduler")
-            );
+            let ours = matches!(spec.scheduler_name.as_deref(), None | Some("default-scheduler"));
             let actions = if ours { vec![Action::Bind] } else { vec![] };
-            return Plan {
-                actions,
-                requeue: None,
-            };
+            return Plan { actions, requeue: None };
         }
         Some(_) if !bound_here => return Plan::default(),
         Some(_) => {}
@@ -110,9 +97,7 @@ pub fn plan(pod: &Pod, cx: &Context) -> Plan {
     }
 
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    let raw_fault = annotations
-        .get(FAULT_ANNOTATION)
-        .map(|v| v.trim().to_string());
+    let raw_fault = annotations.get(FAULT_ANNOTATION).map(|v| v.trim().to_string());
     let applied = annotations.get(APPLIED_ANNOTATION).cloned();
     let mut actions = Vec::new();
     let fault = match raw_fault.as_deref().and_then(Fault::parse) {
@@ -132,11 +117,7 @@ pub fn plan(pod: &Pod, cx: &Context) -> Plan {
     let mut wake: Option<Duration> = None;
     let mut statuses = Vec::new();
     for container in &spec.containers {
-        let current = status
-            .container_statuses
-            .iter()
-            .flatten()
-            .find(|cs| cs.name == container.name);
+        let current = status.container_statuses.iter().flatten().find(|cs| cs.name == container.name);
         let (next, due) = next_container(container, current, fault, pod_start, uid, cx);
         statuses.push(next);
         wake = min_opt(wake, due);
@@ -146,10 +127,7 @@ pub fn plan(pod: &Pod, cx: &Context) -> Plan {
     if kubelet_view(&status) != kubelet_view(&desired) {
         actions.push(Action::WriteStatus(Box::new(desired)));
     }
-    Plan {
-        actions,
-        requeue: wake,
-    }
+    Plan { actions, requeue: wake }
 }
 
 fn next_container(
@@ -170,10 +148,7 @@ fn next_container(
     });
     let state = cs.state.clone().unwrap_or_default();
     let waiting = state.waiting.as_ref().and_then(|w| w.reason.clone());
-    let running_since = state
-        .running
-        .as_ref()
-        .and_then(|r| r.started_at.as_ref().map(|t| t.0));
+    let running_since = state.running.as_ref().and_then(|r| r.started_at.as_ref().map(|t| t.0));
 
     match fault {
         Some(f @ (Fault::Crash | Fault::Oom)) => {
@@ -194,20 +169,10 @@ fn next_container(
                     return (cs, Some(until(now, due)));
                 }
             }
-            crash(
-                &mut cs,
-                Fault::CrashLoop,
-                running_since.unwrap_or(now),
-                now,
-                uid,
-            );
+            crash(&mut cs, Fault::CrashLoop, running_since.unwrap_or(now), now, uid);
             let delay = crashloop_delay(t, cs.restart_count);
-            let message = format!(
-                "back-off {}s restarting failed container={} pod={}",
-                delay.as_secs(),
-                cs.name,
-                uid
-            );
+            let message =
+                format!("back-off {}s restarting failed container={} pod={}", delay.as_secs(), cs.name, uid);
             set_waiting(&mut cs, "CrashLoopBackOff", &message);
             (cs, Some(delay))
         }
@@ -226,7 +191,9 @@ fn next_container(
                     (cs, None)
                 }
                 _ => {
-                    let msg = format!("rpc error: failed to pull and unpack image \"{image}\": not found (simulated)");
+                    let msg = format!(
+                        "rpc error: failed to pull and unpack image \"{image}\": not found (simulated)"
+                    );
                     set_waiting(&mut cs, "ErrImagePull", &msg);
                     (cs, Some(t.image_pull_backoff))
                 }
@@ -248,11 +215,10 @@ fn next_container(
             }
             None => {
                 let started_at = add(pod_start, t.start);
-                if current.is_none() || waiting.as_deref() == Some("ContainerCreating") {
-                    if now < started_at {
-                        set_waiting(&mut cs, "ContainerCreating", "");
-                        return (cs, Some(until(now, started_at)));
-                    }
+                let creating = current.is_none() || waiting.as_deref() == Some("ContainerCreating");
+                if creating && now < started_at {
+                    set_waiting(&mut cs, "ContainerCreating", "");
+                    return (cs, Some(until(now, started_at)));
                 }
                 set_running(&mut cs, now, uid);
                 (cs, Some(t.ready))
@@ -280,9 +246,7 @@ fn crash(cs: &mut ContainerStatus, fault: Fault, started: Timestamp, now: Timest
 
 fn set_running(cs: &mut ContainerStatus, now: Timestamp, uid: &str) {
     cs.state = Some(ContainerState {
-        running: Some(ContainerStateRunning {
-            started_at: Some(Time(now)),
-        }),
+        running: Some(ContainerStateRunning { started_at: Some(Time(now)) }),
         ..Default::default()
     });
     cs.ready = false;
@@ -310,9 +274,7 @@ fn container_id(uid: &str, name: &str, restart: i32) -> String {
 /// The kubelet's CrashLoopBackOff: base × 2^(restarts-1), capped.
 pub fn crashloop_delay(t: &Timing, restart_count: i32) -> Duration {
     let exp = restart_count.saturating_sub(1).clamp(0, 20) as u32;
-    t.crashloop_base
-        .saturating_mul(1u32 << exp)
-        .min(t.crashloop_max)
+    t.crashloop_base.saturating_mul(1u32 << exp).min(t.crashloop_max)
 }
 
 fn pod_status(
@@ -349,20 +311,14 @@ fn pod_status(
 /// A pod condition whose transition time moves only when its status flips.
 fn condition(current: &PodStatus, type_: &str, ok: bool, now: Timestamp) -> PodCondition {
     let status = if ok { "True" } else { "False" };
-    let previous = current
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == type_ && c.status == status);
-    let reason = (!ok && matches!(type_, "Ready" | "ContainersReady"))
-        .then(|| "ContainersNotReady".to_string());
+    let previous = current.conditions.iter().flatten().find(|c| c.type_ == type_ && c.status == status);
+    let reason =
+        (!ok && matches!(type_, "Ready" | "ContainersReady")).then(|| "ContainersNotReady".to_string());
     PodCondition {
         type_: type_.to_string(),
         status: status.to_string(),
         last_transition_time: Some(
-            previous
-                .and_then(|c| c.last_transition_time.clone())
-                .unwrap_or(Time(now)),
+            previous.and_then(|c| c.last_transition_time.clone()).unwrap_or(Time(now)),
         ),
         reason,
         ..Default::default()
@@ -384,9 +340,7 @@ fn kubelet_view(status: &PodStatus) -> serde_json::Value {
 
 /// A stable, fake pod IP derived from the pod's uid (nothing ever connects to it).
 pub fn pod_ip(uid: &str) -> String {
-    let h = uid
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = uid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("10.244.{}.{}", (h >> 8) % 256, h % 254 + 1)
 }
 

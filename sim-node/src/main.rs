@@ -47,15 +47,9 @@ async fn main() -> anyhow::Result<()> {
         crashloop_max: Duration::from_millis(args.crashloop_max_ms),
         ..Timing::default()
     };
-    let cfg = Config {
-        node: args.node,
-        node_ip: args.node_ip,
-        timing,
-        concurrency: args.concurrency,
-    };
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (KUBECONFIG)")?;
+    let cfg = Config { node: args.node, node_ip: args.node_ip, timing, concurrency: args.concurrency };
+    let client =
+        kube::Client::try_default().await.context("connecting to the Kubernetes API (KUBECONFIG)")?;
     tracing::info!(node = %cfg.node, "simulated node starting");
     tokio::select! {
         res = sim_node::run(client, cfg) => res.context("simulated node stopped")?,

@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo,
-};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -26,10 +24,7 @@ pub async fn register(client: &Client, cfg: &Config) -> Result<(), kube::Error> 
                     [
                         ("kubernetes.io/hostname".to_string(), cfg.node.clone()),
                         ("kubernetes.io/os".to_string(), "linux".to_string()),
-                        (
-                            "node.dialtone.dev/simulated".to_string(),
-                            "true".to_string(),
-                        ),
+                        ("node.dialtone.dev/simulated".to_string(), "true".to_string()),
                     ]
                     .into(),
                 ),
@@ -62,12 +57,9 @@ pub async fn heartbeat(client: Client, cfg: Config) {
 async fn write_status(nodes: &Api<Node>, cfg: &Config) -> Result<(), kube::Error> {
     let now = Time(Timestamp::now());
     let q = |s: &str| Quantity(s.to_string());
-    let capacity: std::collections::BTreeMap<String, Quantity> = [
-        ("cpu".to_string(), q("64")),
-        ("memory".to_string(), q("256Gi")),
-        ("pods".to_string(), q("2000")),
-    ]
-    .into();
+    let capacity: std::collections::BTreeMap<String, Quantity> =
+        [("cpu".to_string(), q("64")), ("memory".to_string(), q("256Gi")), ("pods".to_string(), q("2000"))]
+            .into();
     let status = NodeStatus {
         capacity: Some(capacity.clone()),
         allocatable: Some(capacity),
@@ -80,14 +72,8 @@ async fn write_status(nodes: &Api<Node>, cfg: &Config) -> Result<(), kube::Error
             last_transition_time: Some(now),
         }]),
         addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".into(),
-                address: cfg.node_ip.clone(),
-            },
-            NodeAddress {
-                type_: "Hostname".into(),
-                address: cfg.node.clone(),
-            },
+            NodeAddress { type_: "InternalIP".into(), address: cfg.node_ip.clone() },
+            NodeAddress { type_: "Hostname".into(), address: cfg.node.clone() },
         ]),
         node_info: Some(NodeSystemInfo {
             architecture: "amd64".into(),
@@ -102,8 +88,5 @@ async fn write_status(nodes: &Api<Node>, cfg: &Config) -> Result<(), kube::Error
         ..Default::default()
     };
     let patch = serde_json::json!({ "status": status });
-    nodes
-        .patch_status(&cfg.node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
+    nodes.patch_status(&cfg.node, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }

@@ -33,10 +33,7 @@ struct Ctx {
 /// Runs until the pod watch ends (it retries on its own with backoff).
 pub async fn run(client: Client, cfg: Config) {
     let concurrency = cfg.concurrency;
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        cfg,
-    });
+    let ctx = Arc::new(Ctx { client: client.clone(), cfg });
     Controller::new(Api::<Pod>::all(client), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency))
         .run(reconcile, error_policy, ctx)
@@ -62,17 +59,9 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Requeue, Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let err = |action: &'static str| {
         let (namespace, name) = (namespace.clone(), name.clone());
-        move |source| Error {
-            action,
-            namespace,
-            name,
-            source,
-        }
+        move |source| Error { action, namespace, name, source }
     };
-    let pp = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
+    let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     for action in plan.actions {
         match action {
             Action::Bind => {
@@ -82,27 +71,23 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Requeue, Error> {
                     "metadata": { "name": name },
                     "target": { "apiVersion": "v1", "kind": "Node", "name": ctx.cfg.node },
                 });
-                let res: Result<serde_json::Value, _> = api
-                    .create_subresource("binding", &name, &PostParams::default(), &binding)
-                    .await;
+                let res: Result<serde_json::Value, _> =
+                    api.create_subresource("binding", &name, &PostParams::default(), &binding).await;
                 ignore_gone(res).map_err(err("bind"))?;
                 tracing::debug!(%namespace, %name, "bound");
             }
             Action::ForceDelete => {
                 let dp = DeleteParams {
                     grace_period_seconds: Some(0),
-                    preconditions: Some(Preconditions {
-                        uid: pod.uid(),
-                        resource_version: None,
-                    }),
+                    preconditions: Some(Preconditions { uid: pod.uid(), resource_version: None }),
                     ..Default::default()
                 };
                 ignore_gone(api.delete(&name, &dp).await.map(|_| ())).map_err(err("delete"))?;
             }
             Action::MarkApplied(value) => {
-                let patch = serde_json::json!({ "metadata": { "annotations": { APPLIED_ANNOTATION: value } } });
-                ignore_gone(api.patch(&name, &pp, &Patch::Merge(&patch)).await)
-                    .map_err(err("annotate"))?;
+                let patch =
+                    serde_json::json!({ "metadata": { "annotations": { APPLIED_ANNOTATION: value } } });
+                ignore_gone(api.patch(&name, &pp, &Patch::Merge(&patch)).await).map_err(err("annotate"))?;
             }
             Action::WriteStatus(status) => {
                 let patch = serde_json::json!({ "status": status });
@@ -138,11 +123,7 @@ fn last_status_write(pod: &Pod) -> Option<Timestamp> {
         .iter()
         .flatten()
         .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
-        .filter(|m| {
-            m.fields_v1
-                .as_ref()
-                .is_some_and(|f| f.0.get("f:status").is_some())
-        })
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.get("f:status").is_some()))
         .filter_map(|m| m.time.as_ref().map(|t| t.0))
         .max()
 }

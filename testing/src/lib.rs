@@ -1,1 +1,103 @@
+//! Support for Dialtone's end-to-end tests against the local control plane.
+//!
+//! The kubeconfig comes from `DIALTONE_KUBECONFIG`, else `<repo>/.cluster/kubeconfig` (what
+//! `scripts/cluster.sh up` writes). The ambient `KUBECONFIG` is deliberately not used, so a test run
+//! never touches a real cluster by accident. When the control plane can't be reached the tests
+//! fail with a message saying how to start it: they never skip.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Path of the kubeconfig the e2e tests use.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("DIALTONE_KUBECONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join(".cluster").join("kubeconfig"),
+    }
+}
+
+/// The workspace root (this crate lives one level below it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// A client for the local control plane. Panics with instructions when it is unreachable.
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let hint = "e2e tests need the local control plane: run `scripts/test.sh`, or `scripts/cluster.sh up` \
+                first (or set DIALTONE_KUBECONFIG)";
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}. {hint}", path.display()));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("bad kubeconfig {}: {e}. {hint}", path.display()));
+    let client = Client::try_from(config).unwrap_or_else(|e| panic!("cannot build client: {e}. {hint}"));
+    if let Err(e) = client.apiserver_version().await {
+        panic!("the control plane at {} is unreachable: {e}. {hint}", path.display());
+    }
+    client
+}
+
+/// A test's own namespace on the local control plane.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<prefix>-<random>` and waits for its default ServiceAccount (pods need it).
+    pub async fn create(prefix: &str) -> TestNamespace {
+        let client = client().await;
+        let name = format!("e2e-{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let ns = Namespace {
+            metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        wait_until(Duration::from_secs(30), "default ServiceAccount", || async {
+            sa.get_opt("default").await.ok().flatten().map(|_| ())
+        })
+        .await;
+        TestNamespace { client, name }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Deletes the namespace (left in place when a test fails, for a look with kubectl).
+    pub async fn delete(self) {
+        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -14,11 +14,7 @@ fn at(ms: i64) -> Timestamp {
 
 fn pod(node: Option<&str>) -> Pod {
     Pod {
-        metadata: ObjectMeta {
-            name: Some("w-1".into()),
-            uid: Some("uid-1".into()),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some("w-1".into()), uid: Some("uid-1".into()), ..Default::default() },
         spec: Some(PodSpec {
             node_name: node.map(str::to_string),
             containers: vec![Container {
@@ -35,22 +31,13 @@ fn pod(node: Option<&str>) -> Pod {
 /// Plans at `now` and applies the plan's effects to the pod, like the runner does.
 fn step(pod: &mut Pod, now: Timestamp, last_write: Option<Timestamp>) -> Plan {
     let timing = Timing::default();
-    let cx = Context {
-        node: NODE,
-        node_ip: "10.0.0.1",
-        timing: &timing,
-        now,
-        last_status_write: last_write,
-    };
+    let cx = Context { node: NODE, node_ip: "10.0.0.1", timing: &timing, now, last_status_write: last_write };
     let plan = plan(pod, &cx);
     for action in &plan.actions {
         match action {
             Action::WriteStatus(s) => pod.status = Some((**s).clone()),
             Action::MarkApplied(v) => {
-                let ann = pod
-                    .metadata
-                    .annotations
-                    .get_or_insert_with(Default::default);
+                let ann = pod.metadata.annotations.get_or_insert_with(Default::default);
                 match v {
                     Some(v) => ann.insert(APPLIED_ANNOTATION.into(), v.clone()),
                     None => ann.remove(APPLIED_ANNOTATION),
@@ -63,10 +50,7 @@ fn step(pod: &mut Pod, now: Timestamp, last_write: Option<Timestamp>) -> Plan {
 }
 
 fn annotate(pod: &mut Pod, fault: Option<&str>) {
-    let ann = pod
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default);
+    let ann = pod.metadata.annotations.get_or_insert_with(Default::default);
     match fault {
         Some(f) => ann.insert(FAULT_ANNOTATION.into(), f.into()),
         None => ann.remove(FAULT_ANNOTATION),
@@ -74,13 +58,7 @@ fn annotate(pod: &mut Pod, fault: Option<&str>) {
 }
 
 fn container(pod: &Pod) -> ContainerStatus {
-    pod.status
-        .as_ref()
-        .unwrap()
-        .container_statuses
-        .as_ref()
-        .unwrap()[0]
-        .clone()
+    pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].clone()
 }
 
 fn waiting_reason(pod: &Pod) -> Option<String> {
@@ -89,9 +67,7 @@ fn waiting_reason(pod: &Pod) -> Option<String> {
 
 fn pod_ready(pod: &Pod) -> bool {
     let conds = pod.status.as_ref().unwrap().conditions.as_ref().unwrap();
-    conds
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+    conds.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// A pod that has been started and is Ready at t = 1500 ms.
@@ -107,10 +83,7 @@ fn ready_pod() -> Pod {
 #[test]
 fn pending_pod_without_node_is_bound() {
     let p = pod(None);
-    assert_eq!(
-        step(&mut p.clone(), at(0), None).actions,
-        vec![Action::Bind]
-    );
+    assert_eq!(step(&mut p.clone(), at(0), None).actions, vec![Action::Bind]);
 }
 
 #[test]
@@ -126,10 +99,7 @@ fn pod_for_another_scheduler_or_node_is_left_alone() {
 fn terminating_pod_on_this_node_is_confirmed_deleted() {
     let mut p = ready_pod();
     p.metadata.deletion_timestamp = Some(Time(at(2000)));
-    assert_eq!(
-        step(&mut p, at(2000), None).actions,
-        vec![Action::ForceDelete]
-    );
+    assert_eq!(step(&mut p, at(2000), None).actions, vec![Action::ForceDelete]);
 }
 
 #[test]
@@ -149,14 +119,7 @@ fn new_pod_goes_creating_then_running_then_ready() {
     step(&mut p, at(1500), None);
     assert!(container(&p).ready);
     assert!(pod_ready(&p));
-    assert!(p
-        .status
-        .as_ref()
-        .unwrap()
-        .pod_ip
-        .as_deref()
-        .unwrap()
-        .starts_with("10.244."));
+    assert!(p.status.as_ref().unwrap().pod_ip.as_deref().unwrap().starts_with("10.244."));
 }
 
 #[test]
@@ -171,13 +134,7 @@ fn ready_transition_time_moves_only_on_flip() {
     let mut p = ready_pod();
     let ready_since = |p: &Pod| {
         let conds = p.status.as_ref().unwrap().conditions.clone().unwrap();
-        conds
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap()
-            .last_transition_time
-            .unwrap()
-            .0
+        conds.into_iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.unwrap().0
     };
     assert_eq!(ready_since(&p), at(1500));
     annotate(&mut p, Some("crash"));
@@ -190,9 +147,7 @@ fn crash_counts_one_restart_then_recovers() {
     let mut p = ready_pod();
     annotate(&mut p, Some("crash"));
     let plan = step(&mut p, at(5000), None);
-    assert!(plan
-        .actions
-        .contains(&Action::MarkApplied(Some("crash".into()))));
+    assert!(plan.actions.contains(&Action::MarkApplied(Some("crash".into()))));
     let cs = container(&p);
     assert_eq!(cs.restart_count, 1);
     assert!(!cs.ready);
@@ -226,10 +181,7 @@ fn oom_is_reported_as_oomkilled_137() {
     annotate(&mut p, Some("oom"));
     step(&mut p, at(5000), None);
     let term = container(&p).last_state.unwrap().terminated.unwrap();
-    assert_eq!(
-        (term.reason.as_deref(), term.exit_code),
-        (Some("OOMKilled"), 137)
-    );
+    assert_eq!((term.reason.as_deref(), term.exit_code), (Some("OOMKilled"), 137));
 }
 
 #[test]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command: everything CI checks, with all of its own set-up.
+#   1. prerequisites (apt packages, helm/kubectl, the control plane binaries: cached after the first run)
+#   2. cargo fmt --check and cargo clippy -D warnings
+#   3. a private control plane (its own ports and state dir, so a dev cluster keeps running)
+#   4. cargo test --workspace, e2e tests included, against that control plane
+#   5. the control plane is brought down again, pass or fail
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+step() { printf '\n==> %s\n' "$*"; }
+t0=$SECONDS
+
+export DIALTONE_CLUSTER_DIR="${DIALTONE_TEST_CLUSTER_DIR:-$REPO/.cluster-test}"
+export DIALTONE_APISERVER_PORT="${DIALTONE_TEST_APISERVER_PORT:-26443}"
+export DIALTONE_ETCD_PORT="${DIALTONE_TEST_ETCD_PORT:-22379}"
+export DIALTONE_KUBECONFIG="$DIALTONE_CLUSTER_DIR/kubeconfig"
+
+step "prerequisites"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "control plane up (state: $DIALTONE_CLUSTER_DIR, apiserver port $DIALTONE_APISERVER_PORT)"
+trap 'step "control plane down"; scripts/cluster.sh down' EXIT
+scripts/cluster.sh up
+
+step "cargo test --workspace (unit + e2e on the control plane)"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$DIALTONE_CLUSTER_DIR/test.log"
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\nworkspace: %d passed, %d failed\n", p, f }' \
+  "$DIALTONE_CLUSTER_DIR/test.log"
+step "all checks passed in $((SECONDS - t0))s"
