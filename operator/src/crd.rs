@@ -1,0 +1,380 @@
+//! The `TelephonyService` custom resource (`telephonyservices.dialtone.dev/v1alpha1`).
+//!
+//! Defaults and bounds live in the OpenAPI schema, so the apiserver fills in omitted fields and
+//! rejects nonsense with a clear message before the operator ever sees it (Kubernetes 1.20 has no
+//! CEL, so cross-field rules are checked by `validate`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The telephony worker you want: image, pool size, Telnyx settings and how it is supervised.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "dialtone.dev",
+    version = "v1alpha1",
+    kind = "TelephonyService",
+    plural = "telephonyservices",
+    shortname = "tsvc",
+    namespaced,
+    status = "TelephonyServiceStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.ready","description":"ready/desired worker pods"}"#,
+    printcolumn = r#"{"name":"Restarts","type":"string","jsonPath":".status.restarts","description":"failures in the window / restart budget"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":0}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TelephonyServiceSpec {
+    /// Worker image, e.g. `registry.example.com/dialtone/telephony-pod:0.1.0`.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Worker pool size.
+    #[serde(default = "defaults::replicas")]
+    #[schemars(range(min = 0, max = 20))]
+    pub replicas: i32,
+    /// Port the worker listens on (HTTP API, probes, metrics).
+    #[serde(default = "defaults::port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    pub telnyx: TelnyxSpec,
+    #[serde(default)]
+    pub health: HealthSpec,
+    #[serde(default)]
+    pub restart_budget: RestartBudgetSpec,
+    #[serde(default)]
+    pub backoff: BackoffSpec,
+    /// Leave the worker Deployment and Service exactly as they are.
+    #[serde(default)]
+    pub paused: bool,
+    /// Worker container resources.
+    #[serde(default = "defaults::resources")]
+    pub resources: ResourceRequirements,
+    /// Pod-level settings passed through to the worker pods.
+    #[serde(default)]
+    pub pod: PodSettings,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TelnyxSpec {
+    /// The Secret holding the Telnyx API key. The operator never reads it: the worker gets it
+    /// through `secretKeyRef`.
+    pub api_key_secret_ref: SecretKeyRef,
+    /// Telnyx credential connection the worker's WebRTC credentials belong to.
+    #[schemars(length(min = 1, max = 256))]
+    pub connection_id: String,
+    /// Telnyx API base URL.
+    #[serde(default = "defaults::base_url")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub base_url: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "defaults::secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Liveness and readiness probes of the worker, and how long it may take to become ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    #[serde(default = "defaults::period_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub period_seconds: i32,
+    #[serde(default = "defaults::timeout_seconds")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: i32,
+    #[serde(default = "defaults::failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: i32,
+    /// A worker pod not Ready this long after it started is restarted by the operator.
+    #[serde(default = "defaults::startup_timeout_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub startup_timeout_seconds: i32,
+}
+
+/// At most `maxRestarts` failures in any `windowSeconds`; one more opens the circuit (Failed).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartBudgetSpec {
+    #[serde(default = "defaults::max_restarts")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_restarts: u32,
+    #[serde(default = "defaults::window_seconds")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub window_seconds: u32,
+}
+
+/// Spacing of operator-initiated restarts: `initialSeconds × multiplier^(n-1)`, capped.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackoffSpec {
+    #[serde(default = "defaults::initial_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub initial_seconds: u32,
+    #[serde(default = "defaults::max_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_seconds: u32,
+    #[serde(default = "defaults::multiplier")]
+    #[schemars(range(min = 1.0, max = 10.0))]
+    pub multiplier: f64,
+}
+
+/// Pod-level settings for the worker pods.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Extra environment variables for the worker container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Progressing,
+    Ready,
+    Degraded,
+    Failed,
+    Paused,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Progressing => "Progressing",
+            Phase::Ready => "Ready",
+            Phase::Degraded => "Degraded",
+            Phase::Failed => "Failed",
+            Phase::Paused => "Paused",
+        }
+    }
+}
+
+/// What the operator observed and decided, written on `/status`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TelephonyServiceStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Desired worker pods (0 while the circuit is open).
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// `ready/desired`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// `failures in window/budget`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_budget: Option<RestartBudgetStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    /// In-cluster URL of the worker Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The supervisor's memory, so an operator restart neither forgets nor double-counts.
+    #[serde(default)]
+    pub history: History,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartBudgetStatus {
+    /// Failures inside the current window.
+    pub used: u32,
+    pub max: u32,
+    pub window_seconds: u32,
+    /// When the oldest counted failure leaves the window (when Failed: when the circuit half-opens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<Time>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackoffStatus {
+    /// Operator-initiated restarts since the last clean run.
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+}
+
+/// One failure of a worker pod.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// `Error`, `OOMKilled`, `CrashLoopBackOff`, `ErrImagePull`, `StartupTimeout`, ...
+    pub reason: String,
+    pub message: String,
+    pub pod: String,
+    pub at: Time,
+}
+
+/// Persisted supervisor state.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// Failures inside the window, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// What was already counted for each live pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodRecord>,
+    /// Generation of the spec this history belongs to (a new one clears it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Last `dialtone.dev/reset-restart-budget` value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_token: Option<String>,
+    /// Operator-initiated restarts since the last clean run (drives the backoff).
+    #[serde(default)]
+    pub backoff_attempt: u32,
+    /// No operator-initiated restart or scale-up before this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// The circuit is open: workers scaled to 0.
+    #[serde(default)]
+    pub circuit_open: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    pub pod: String,
+    /// Sum of container restartCounts already counted.
+    pub restarts: i32,
+    /// Waiting reason already counted (image pull, config error), so it counts once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn replicas() -> i32 {
+        1
+    }
+    pub fn port() -> i32 {
+        8080
+    }
+    pub fn base_url() -> String {
+        "https://api.telnyx.com/v2".into()
+    }
+    pub fn secret_key() -> String {
+        "apiKey".into()
+    }
+    pub fn period_seconds() -> i32 {
+        30
+    }
+    pub fn timeout_seconds() -> i32 {
+        5
+    }
+    pub fn failure_threshold() -> i32 {
+        3
+    }
+    pub fn startup_timeout_seconds() -> i32 {
+        60
+    }
+    pub fn max_restarts() -> u32 {
+        3
+    }
+    pub fn window_seconds() -> u32 {
+        600
+    }
+    pub fn initial_seconds() -> u32 {
+        5
+    }
+    pub fn max_seconds() -> u32 {
+        300
+    }
+    pub fn multiplier() -> f64 {
+        2.0
+    }
+    pub fn resources() -> ResourceRequirements {
+        let q = |cpu: &str, mem: &str| {
+            BTreeMap::from([
+                ("cpu".to_string(), Quantity(cpu.into())),
+                ("memory".to_string(), Quantity(mem.into())),
+            ])
+        };
+        ResourceRequirements {
+            requests: Some(q("50m", "64Mi")),
+            limits: Some(q("500m", "256Mi")),
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            period_seconds: defaults::period_seconds(),
+            timeout_seconds: defaults::timeout_seconds(),
+            failure_threshold: defaults::failure_threshold(),
+            startup_timeout_seconds: defaults::startup_timeout_seconds(),
+        }
+    }
+}
+
+impl Default for RestartBudgetSpec {
+    fn default() -> Self {
+        RestartBudgetSpec {
+            max_restarts: defaults::max_restarts(),
+            window_seconds: defaults::window_seconds(),
+        }
+    }
+}
+
+impl Default for BackoffSpec {
+    fn default() -> Self {
+        BackoffSpec {
+            initial_seconds: defaults::initial_seconds(),
+            max_seconds: defaults::max_seconds(),
+            multiplier: defaults::multiplier(),
+        }
+    }
+}
+
+/// The CRD as YAML, as committed in `crds/telephonyservice.yaml`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    let header = "# Generated by `telephony-operator crd`; do not edit (a test compares it).\n";
+    Ok(format!("{header}{}", serde_yaml::to_string(&TelephonyService::crd())?))
+}

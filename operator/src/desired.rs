@@ -1,0 +1,252 @@
+//! The children a TelephonyService should have: the worker Deployment and Service, built as plain
+//! data (pure), applied with server-side apply by the controller.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::TelephonyService;
+
+/// Label on every child and worker pod: which TelephonyService it belongs to.
+pub const SERVICE_LABEL: &str = "dialtone.dev/service";
+pub const MANAGED_BY: &str = "dialtone-operator";
+/// Annotation holding a hash of what was last applied, so an unchanged spec writes nothing.
+pub const APPLIED_HASH: &str = "dialtone.dev/applied-hash";
+/// Environment variables the operator sets on the worker (users may not override them).
+pub const RESERVED_ENV: &[&str] = &[
+    "TELNYX_API_KEY",
+    "TELNYX_CONNECTION_ID",
+    "TELNYX_BASE_URL",
+    "PORT",
+    "HEALTH_PERIOD_SECONDS",
+    "DIALTONE_SERVICE",
+];
+/// Pod labels the operator sets (users may not override them).
+pub const OPERATOR_LABELS: &[&str] = &[
+    SERVICE_LABEL,
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+];
+const CONTAINER: &str = "worker";
+/// The worker image's non-root user (distroless `nonroot`).
+const RUN_AS_USER: i64 = 65532;
+
+pub fn child_name(tsvc: &TelephonyService) -> String {
+    format!("{}-worker", tsvc.name_any())
+}
+
+/// Labels that select the worker pods of one service (immutable once the Deployment exists).
+pub fn selector_labels(tsvc: &TelephonyService) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SERVICE_LABEL.to_string(), tsvc.name_any()),
+        ("app.kubernetes.io/component".to_string(), "worker".to_string()),
+    ])
+}
+
+fn labels(tsvc: &TelephonyService) -> BTreeMap<String, String> {
+    let mut l = selector_labels(tsvc);
+    l.extend([
+        ("app.kubernetes.io/name".to_string(), "telephony-pod".to_string()),
+        ("app.kubernetes.io/instance".to_string(), tsvc.name_any()),
+        ("app.kubernetes.io/part-of".to_string(), "dialtone".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+    ]);
+    l
+}
+
+fn owner(tsvc: &TelephonyService) -> Option<OwnerReference> {
+    tsvc.controller_owner_ref(&())
+}
+
+fn meta(tsvc: &TelephonyService) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(child_name(tsvc)),
+        namespace: tsvc.namespace(),
+        labels: Some(labels(tsvc)),
+        owner_references: owner(tsvc).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// In-cluster URL of the worker Service.
+pub fn endpoint(tsvc: &TelephonyService) -> String {
+    let ns = tsvc.namespace().unwrap_or_else(|| "default".into());
+    format!("http://{}.{}.svc:{}", child_name(tsvc), ns, tsvc.spec.port)
+}
+
+/// The worker Deployment, with `replicas` workers (0 while the circuit is open).
+pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
+    let spec = &tsvc.spec;
+    let health = &spec.health;
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(health.timeout_seconds),
+        failure_threshold: Some(health.failure_threshold),
+        ..Default::default()
+    };
+    let namespace = tsvc.namespace().unwrap_or_default();
+    let plain =
+        |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    let mut env = vec![
+        EnvVar {
+            name: "TELNYX_API_KEY".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: spec.telnyx.api_key_secret_ref.name.clone(),
+                    key: spec.telnyx.api_key_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        plain("TELNYX_CONNECTION_ID", spec.telnyx.connection_id.clone()),
+        plain("TELNYX_BASE_URL", spec.telnyx.base_url.clone()),
+        plain("PORT", spec.port.to_string()),
+        plain("HEALTH_PERIOD_SECONDS", health.period_seconds.to_string()),
+        plain("DIALTONE_SERVICE", format!("{namespace}/{}", tsvc.name_any())),
+    ];
+    env.extend(spec.pod.env.iter().cloned());
+
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(labels(tsvc)); // ours win: the selector must match
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: spec.port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(env),
+        resources: Some(spec.resources.clone()),
+        liveness_probe: Some(probe("/healthz", health.period_seconds)),
+        // Readiness is what the app's traffic follows: look at least every 10 s.
+        readiness_probe: Some(probe("/readyz", health.period_seconds.min(10))),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let pod_spec = PodSpec {
+        containers: vec![container],
+        // The worker never talks to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        service_account_name: spec.pod.service_account_name.clone(),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
+        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
+        affinity: spec.pod.affinity.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        volumes: Some(vec![Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: None, medium: None }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let mut deployment = Deployment {
+        metadata: meta(tsvc),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector { match_labels: Some(selector_labels(tsvc)), ..Default::default() },
+            // Keep serving while rolling: bring the new worker up before the old one goes.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: (!spec.pod.annotations.is_empty()).then(|| spec.pod.annotations.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    stamp(&mut deployment);
+    deployment
+}
+
+/// The worker Service (ClusterIP) the app calls.
+pub fn service(tsvc: &TelephonyService) -> Service {
+    let mut service = Service {
+        metadata: meta(tsvc),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(tsvc)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: tsvc.spec.port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            type_: Some("ClusterIP".into()),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    stamp(&mut service);
+    service
+}
+
+/// Records a hash of the object's content in an annotation, so the controller can skip applying
+/// what is already there.
+fn stamp<K: Resource + serde::Serialize>(obj: &mut K) {
+    let hash = content_hash(obj);
+    obj.meta_mut().annotations.get_or_insert_with(Default::default).insert(APPLIED_HASH.into(), hash);
+}
+
+/// The applied-hash annotation of an existing child.
+pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
+    obj.meta().annotations.as_ref()?.get(APPLIED_HASH).map(String::as_str)
+}
+
+/// FNV-1a over the JSON form: stable across builds and Rust versions (unlike `DefaultHasher`).
+fn content_hash<T: serde::Serialize>(obj: &T) -> String {
+    let bytes = serde_json::to_vec(obj).unwrap_or_default();
+    let hash =
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,14 @@
+//! Dialtone's operator: supervises telephony worker pods declared by `TelephonyService` objects.
+//!
+//! Observe → decide → act: the decisions (desired children, failure detection, the restart budget
+//! and backoff, the status to write) are pure functions over plain data, unit tested without any
+//! API; `controller` is the thin layer that talks to Kubernetes.
+
+pub mod backoff;
+pub mod conditions;
+pub mod crd;
+pub mod desired;
+pub mod liveness;
+pub mod restart_budget;
+pub mod supervisor;
+pub mod validate;

@@ -1,0 +1,163 @@
+//! Failure detection from worker pod status: what a kubelet reports, turned into failures that
+//! each count once (the per-pod records persist in the TelephonyService status).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{Failure, PodRecord};
+
+/// Waiting reasons that are failures without a restart (the kubelet retries them itself).
+const STUCK_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// The facts about one worker pod that supervision needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodObservation {
+    pub name: String,
+    pub deleting: bool,
+    pub ready: bool,
+    /// Since when the pod has not been Ready (its Ready condition's last transition, or its start).
+    pub not_ready_since: Option<Timestamp>,
+    /// Some container is running (not waiting): a hung worker rather than a start problem.
+    pub running: bool,
+    /// Sum of the containers' restartCounts.
+    pub restarts: i32,
+    /// How the last container exit ended: reason and exit code.
+    pub last_exit: Option<(String, i32)>,
+    /// A container's waiting reason and message.
+    pub waiting: Option<(String, String)>,
+}
+
+impl PodObservation {
+    pub fn from_pod(pod: &Pod) -> PodObservation {
+        let status = pod.status.clone().unwrap_or_default();
+        let ready_cond = status.conditions.iter().flatten().find(|c| c.type_ == "Ready");
+        let ready = ready_cond.is_some_and(|c| c.status == "True");
+        let containers = status.container_statuses.unwrap_or_default();
+        let started = status.start_time.or_else(|| pod.metadata.creation_timestamp.clone());
+        let not_ready_since = if ready {
+            None
+        } else {
+            ready_cond.and_then(|c| c.last_transition_time.clone()).or(started).map(|t| t.0)
+        };
+        let waiting = containers.iter().find_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some((w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()))
+        });
+        let last_exit = containers.iter().find_map(|c| {
+            let t = c.last_state.as_ref()?.terminated.as_ref()?;
+            Some((t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code))
+        });
+        PodObservation {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            ready,
+            not_ready_since,
+            running: containers.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())),
+            restarts: containers.iter().map(|c| c.restart_count).sum(),
+            last_exit,
+            waiting,
+        }
+    }
+
+    fn stuck_reason(&self) -> Option<&(String, String)> {
+        self.waiting.as_ref().filter(|(r, _)| STUCK_REASONS.contains(&r.as_str()))
+    }
+}
+
+/// What detection found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Detection {
+    /// New failures, each to be counted once.
+    pub failures: Vec<Failure>,
+    /// Updated per-pod records (pods that no longer exist are dropped).
+    pub records: Vec<PodRecord>,
+    /// Pods running but not Ready for longer than the startup timeout: candidates for an
+    /// operator-initiated restart (counted as a failure when the restart happens).
+    pub hung: Vec<String>,
+}
+
+pub fn detect(
+    pods: &[PodObservation],
+    known: &[PodRecord],
+    startup_timeout: Duration,
+    now: Timestamp,
+) -> Detection {
+    let mut out = Detection::default();
+    let at = Time(truncate(now));
+    for pod in pods.iter().filter(|p| !p.deleting) {
+        let mut record = known
+            .iter()
+            .find(|r| r.pod == pod.name)
+            .cloned()
+            .unwrap_or_else(|| PodRecord { pod: pod.name.clone(), ..Default::default() });
+
+        // Each increase of restartCount is one failure; a crash loop names itself.
+        let new_restarts = (pod.restarts - record.restarts).max(0);
+        if new_restarts > 0 {
+            let (exit_reason, code) = pod.last_exit.clone().unwrap_or_else(|| ("Error".into(), 1));
+            let crashloop = pod.waiting.as_ref().is_some_and(|(r, _)| r == "CrashLoopBackOff");
+            let reason = if crashloop { "CrashLoopBackOff".to_string() } else { exit_reason.clone() };
+            let message =
+                format!("container exited: {exit_reason} (exit code {code}); restart count {}", pod.restarts);
+            for _ in 0..new_restarts {
+                out.failures.push(Failure {
+                    reason: reason.clone(),
+                    message: message.clone(),
+                    pod: pod.name.clone(),
+                    at: at.clone(),
+                });
+            }
+        }
+        record.restarts = pod.restarts;
+
+        // A start problem counts once per episode (ErrImagePull and ImagePullBackOff are one).
+        let stuck = pod.stuck_reason().map(|(r, m)| (family(r).to_string(), r.clone(), m.clone()));
+        match (&stuck, &record.waiting) {
+            (Some((fam, reason, message)), known) if known.as_deref() != Some(fam.as_str()) => {
+                out.failures.push(Failure {
+                    reason: reason.clone(),
+                    message: message.clone(),
+                    pod: pod.name.clone(),
+                    at: at.clone(),
+                });
+                record.waiting = Some(fam.clone());
+            }
+            (None, Some(_)) => record.waiting = None,
+            _ => {}
+        }
+
+        // Running but not Ready for too long: the worker hangs; only a restart helps.
+        let timed_out = pod.not_ready_since.is_some_and(|since| {
+            now.duration_since(since) > jiff::SignedDuration::try_from(startup_timeout).unwrap_or_default()
+        });
+        if pod.running && !pod.ready && stuck.is_none() && timed_out {
+            out.hung.push(pod.name.clone());
+        }
+        out.records.push(record);
+    }
+    out
+}
+
+fn family(reason: &str) -> &str {
+    match reason {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => "ImagePull",
+        other => other,
+    }
+}
+
+/// Status times are whole seconds; so are the failures recorded in it.
+pub fn truncate(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use super::*;
+
+fn now() -> Timestamp {
+    "2026-01-01T00:10:00Z".parse().unwrap()
+}
+
+fn secs_ago(s: i64) -> Timestamp {
+    now() - jiff::SignedDuration::from_secs(s)
+}
+
+fn healthy(name: &str) -> PodObservation {
+    PodObservation {
+        name: name.into(),
+        deleting: false,
+        ready: true,
+        not_ready_since: None,
+        running: true,
+        restarts: 0,
+        last_exit: None,
+        waiting: None,
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn healthy_pods_have_no_failures_and_get_records() {
+    let d = detect(&[healthy("a"), healthy("b")], &[], TIMEOUT, now());
+    assert!(d.failures.is_empty());
+    assert_eq!(d.records.len(), 2);
+    assert!(d.hung.is_empty());
+}
+
+#[test]
+fn a_restart_counts_once_with_its_reason() {
+    let mut p = healthy("a");
+    p.restarts = 1;
+    p.last_exit = Some(("OOMKilled".into(), 137));
+    let d = detect(std::slice::from_ref(&p), &[], TIMEOUT, now());
+    assert_eq!(d.failures.len(), 1);
+    assert_eq!(d.failures[0].reason, "OOMKilled");
+    assert_eq!(d.failures[0].pod, "a");
+    assert!(d.failures[0].message.contains("137"));
+    // Seen again with the records from the first pass: nothing new.
+    let again = detect(&[p], &d.records, TIMEOUT, now());
+    assert!(again.failures.is_empty());
+}
+
+#[test]
+fn two_restarts_between_looks_are_two_failures() {
+    let mut p = healthy("a");
+    p.restarts = 3;
+    let known = [PodRecord { pod: "a".into(), restarts: 1, ..Default::default() }];
+    assert_eq!(detect(&[p], &known, TIMEOUT, now()).failures.len(), 2);
+}
+
+#[test]
+fn crashloop_is_named() {
+    let mut p = healthy("a");
+    p.ready = false;
+    p.running = false;
+    p.restarts = 1;
+    p.last_exit = Some(("Error".into(), 1));
+    p.waiting = Some(("CrashLoopBackOff".into(), "back-off 10s".into()));
+    let d = detect(&[p], &[], TIMEOUT, now());
+    assert_eq!(d.failures[0].reason, "CrashLoopBackOff");
+}
+
+#[test]
+fn image_pull_counts_once_per_episode() {
+    let mut p = healthy("a");
+    p.ready = false;
+    p.running = false;
+    p.waiting = Some(("ErrImagePull".into(), "not found".into()));
+    let d1 = detect(std::slice::from_ref(&p), &[], TIMEOUT, now());
+    assert_eq!(d1.failures.len(), 1);
+    p.waiting = Some(("ImagePullBackOff".into(), "Back-off".into()));
+    let d2 = detect(std::slice::from_ref(&p), &d1.records, TIMEOUT, now());
+    assert!(d2.failures.is_empty(), "ImagePullBackOff continues the same episode");
+    // Fixed, then broken again: a new episode.
+    let d3 = detect(&[healthy("a")], &d2.records, TIMEOUT, now());
+    let d4 = detect(&[p], &d3.records, TIMEOUT, now());
+    assert_eq!(d4.failures.len(), 1);
+}
+
+#[test]
+fn missing_secret_is_a_failure_with_the_kubelet_message() {
+    let mut p = healthy("a");
+    p.ready = false;
+    p.running = false;
+    p.waiting = Some(("CreateContainerConfigError".into(), "secret \"telnyx\" not found".into()));
+    let d = detect(&[p], &[], TIMEOUT, now());
+    assert_eq!(d.failures[0].reason, "CreateContainerConfigError");
+    assert!(d.failures[0].message.contains("telnyx"));
+    assert!(d.hung.is_empty(), "a restart would not fix a missing Secret");
+}
+
+#[test]
+fn running_but_not_ready_past_the_timeout_is_hung() {
+    let mut p = healthy("a");
+    p.ready = false;
+    p.not_ready_since = Some(secs_ago(61));
+    let d = detect(std::slice::from_ref(&p), &[], TIMEOUT, now());
+    assert_eq!(d.hung, vec!["a".to_string()]);
+    assert!(d.failures.is_empty(), "counted when the operator restarts it");
+    p.not_ready_since = Some(secs_ago(59));
+    assert!(detect(&[p], &[], TIMEOUT, now()).hung.is_empty());
+}
+
+#[test]
+fn terminating_and_vanished_pods_are_forgotten() {
+    let mut gone = healthy("a");
+    gone.deleting = true;
+    gone.restarts = 5;
+    let known = [PodRecord { pod: "a".into(), restarts: 0, ..Default::default() }];
+    let d = detect(&[gone], &known, TIMEOUT, now());
+    assert!(d.failures.is_empty());
+    assert!(d.records.is_empty());
+}
+
+#[test]
+fn observation_from_a_crashed_pod() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "w-1", "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "status": {
+            "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [{ "type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:05:00Z" }],
+            "containerStatuses": [{
+                "name": "worker", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
+                "state": { "waiting": { "reason": "CrashLoopBackOff", "message": "back-off" } },
+                "lastState": { "terminated": { "reason": "OOMKilled", "exitCode": 137 } }
+            }]
+        }
+    }))
+    .unwrap();
+    let o = PodObservation::from_pod(&pod);
+    assert_eq!(o.name, "w-1");
+    assert!(!o.ready && !o.running && !o.deleting);
+    assert_eq!(o.restarts, 2);
+    assert_eq!(o.last_exit, Some(("OOMKilled".into(), 137)));
+    assert_eq!(o.waiting.as_ref().map(|w| w.0.as_str()), Some("CrashLoopBackOff"));
+    assert_eq!(o.not_ready_since, Some("2026-01-01T00:05:00Z".parse().unwrap()));
+}

@@ -1,0 +1,224 @@
+use super::*;
+use crate::desired::tests::sample;
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).unwrap()
+}
+
+fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
+    PodObservation {
+        name: name.into(),
+        deleting: false,
+        ready,
+        not_ready_since: (!ready).then(|| t(0)),
+        running: true,
+        restarts,
+        last_exit: (restarts > 0).then(|| ("Error".to_string(), 1)),
+        waiting: None,
+    }
+}
+
+/// Runs one decision and feeds its status back, like successive reconciles do.
+struct Sim {
+    tsvc: TelephonyService,
+    deployment: Option<Deployment>,
+    service: Option<Service>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let mut tsvc = sample();
+        tsvc.metadata.generation = Some(1);
+        Sim { tsvc, deployment: None, service: None }
+    }
+
+    fn look(&mut self, now: i64, pods: Vec<PodObservation>) -> Decision {
+        let d = decide(&Observed {
+            tsvc: &self.tsvc,
+            deployment: self.deployment.as_ref(),
+            service: self.service.as_ref(),
+            pods,
+            now: t(now),
+            jitter: 0.0,
+        });
+        if let Some(dep) = &d.deployment {
+            self.deployment = Some(dep.clone());
+        }
+        if let Some(svc) = &d.service {
+            self.service = Some(svc.clone());
+        }
+        self.tsvc.status = Some(d.status.clone());
+        d
+    }
+
+    fn replicas(&self) -> i32 {
+        self.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(-1)
+    }
+}
+
+fn reasons(d: &Decision) -> Vec<&'static str> {
+    d.events.iter().map(|e| e.reason).collect()
+}
+
+fn ready_reason(d: &Decision) -> String {
+    d.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap().reason.clone()
+}
+
+#[test]
+fn a_new_service_gets_its_children_then_goes_ready() {
+    let mut sim = Sim::new();
+    let first = sim.look(0, vec![]);
+    assert!(first.deployment.is_some() && first.service.is_some());
+    assert_eq!(first.status.phase, Phase::Pending);
+    assert_eq!(reasons(&first), vec!["Created"]);
+    assert_eq!(first.status.endpoint.as_deref(), Some("http://calls-worker.shop.svc:8080"));
+
+    let starting = sim.look(1, vec![pod("w-1", false, 0)]);
+    assert!(starting.deployment.is_none(), "unchanged spec: nothing to apply");
+    assert_eq!(starting.status.phase, Phase::Progressing);
+
+    let ready = sim.look(2, vec![pod("w-1", true, 0)]);
+    assert_eq!(ready.status.phase, Phase::Ready);
+    assert_eq!(ready.status.ready.as_deref(), Some("1/1"));
+    assert_eq!(ready.status.restarts.as_deref(), Some("0/3"));
+    assert_eq!(reasons(&ready), vec!["Ready"]);
+    assert_eq!(ready_reason(&ready), "AllReplicasReady");
+    // Nothing changes: no events, same status.
+    let again = sim.look(3, vec![pod("w-1", true, 0)]);
+    assert!(again.events.is_empty());
+    assert_eq!(again.status, ready.status);
+}
+
+#[test]
+fn a_crash_degrades_then_recovers_and_is_remembered() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    let crashed = sim.look(10, vec![pod("w-1", false, 1)]);
+    assert_eq!(crashed.status.phase, Phase::Degraded);
+    assert_eq!(reasons(&crashed), vec!["PodRestarted", "Degraded"]);
+    let lf = crashed.status.last_failure.clone().unwrap();
+    assert_eq!((lf.reason.as_str(), lf.pod.as_str()), ("Error", "w-1"));
+    assert_eq!(crashed.status.restart_budget.as_ref().unwrap().used, 1);
+
+    let back = sim.look(11, vec![pod("w-1", true, 1)]);
+    assert_eq!(back.status.phase, Phase::Ready);
+    assert_eq!(back.status.restarts.as_deref(), Some("1/3"));
+    assert!(back.failures.is_empty(), "the same restart is not counted twice");
+}
+
+#[test]
+fn four_crashes_exhaust_the_budget_and_scale_to_zero_until_reset() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    for n in 1..=3 {
+        let d = sim.look(n * 10, vec![pod("w-1", false, n as i32)]);
+        assert_eq!(d.status.phase, Phase::Degraded);
+        assert_eq!(sim.replicas(), 1);
+    }
+    let failed = sim.look(40, vec![pod("w-1", false, 4)]);
+    assert_eq!(failed.status.phase, Phase::Failed);
+    assert!(failed.budget_exhausted);
+    assert!(reasons(&failed).contains(&"RestartBudgetExhausted"));
+    assert_eq!(sim.replicas(), 0, "circuit open: the Deployment is scaled to 0");
+    assert_eq!(failed.status.replicas, 0);
+    assert!(conditions::is_true(&failed.status.conditions, conditions::BUDGET_EXHAUSTED));
+    assert_eq!(ready_reason(&failed), "RestartBudgetExhausted");
+    assert_eq!(failed.status.restart_budget.as_ref().unwrap().resets_at, Some(Time(t(610))));
+
+    // A human resets it: workers come back.
+    sim.tsvc.metadata.annotations = Some([(RESET_ANNOTATION.to_string(), "1".to_string())].into());
+    let reset = sim.look(50, vec![]);
+    assert_eq!(sim.replicas(), 1);
+    assert!(reasons(&reset).contains(&"Resumed"));
+    assert_eq!(reset.status.restarts.as_deref(), Some("0/3"));
+    let ready = sim.look(51, vec![pod("w-2", true, 0)]);
+    assert_eq!(ready.status.phase, Phase::Ready);
+}
+
+#[test]
+fn the_circuit_half_opens_after_the_window() {
+    let mut sim = Sim::new();
+    sim.tsvc.spec.restart_budget.max_restarts = 0;
+    sim.tsvc.spec.restart_budget.window_seconds = 60;
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    let failed = sim.look(1, vec![pod("w-1", false, 1)]);
+    assert_eq!(failed.status.phase, Phase::Failed);
+    assert_eq!(failed.requeue, Duration::from_secs(60), "wakes up when the window has slid");
+    let resumed = sim.look(61, vec![]);
+    assert!(reasons(&resumed).contains(&"Resumed"));
+    assert_eq!(sim.replicas(), 1);
+}
+
+#[test]
+fn a_missing_secret_is_a_precise_not_ready_reason() {
+    let mut sim = Sim::new();
+    let mut p = pod("w-1", false, 0);
+    p.running = false;
+    p.waiting = Some(("CreateContainerConfigError".into(), "secret \"telnyx\" not found".into()));
+    let d = sim.look(0, vec![p]);
+    assert_eq!(d.status.phase, Phase::Degraded);
+    assert_eq!(ready_reason(&d), "SecretNotFound");
+    let ready = d.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("telnyx"));
+    assert!(d.restart_pods.is_empty());
+}
+
+#[test]
+fn a_hung_worker_is_restarted_by_the_operator() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    let d = sim.look(61, vec![pod("w-1", false, 0)]);
+    assert_eq!(d.restart_pods, vec!["w-1".to_string()]);
+    assert_eq!(d.failures[0].reason, "ReadinessTimeout");
+    // Before the timeout, a wake-up is planned for when it would expire.
+    let mut early = Sim::new();
+    let d = early.look(30, vec![pod("w-1", false, 0)]);
+    assert!(d.restart_pods.is_empty());
+    assert_eq!(d.requeue, Duration::from_millis(30_100));
+}
+
+#[test]
+fn an_invalid_spec_is_reported_once_and_changes_nothing() {
+    let mut sim = Sim::new();
+    sim.tsvc.spec.image = "Not An Image".into();
+    let d = sim.look(0, vec![]);
+    assert!(d.deployment.is_none() && d.service.is_none());
+    assert_eq!(d.status.phase, Phase::Failed);
+    assert_eq!(ready_reason(&d), "InvalidSpec");
+    assert_eq!(reasons(&d), vec!["InvalidSpec"]);
+    assert!(sim.look(1, vec![]).events.is_empty(), "the same problem is announced once");
+}
+
+#[test]
+fn paused_leaves_children_alone() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    sim.tsvc.spec.paused = true;
+    sim.tsvc.spec.replicas = 3;
+    sim.tsvc.metadata.generation = Some(2);
+    let d = sim.look(1, vec![pod("w-1", true, 0)]);
+    assert!(d.deployment.is_none());
+    assert_eq!(d.status.phase, Phase::Paused);
+    assert_eq!(sim.replicas(), 1);
+}
+
+#[test]
+fn a_spec_change_rolls_and_clears_history() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    sim.look(1, vec![pod("w-1", false, 1)]);
+    sim.tsvc.spec.image = "registry.example.com/dialtone/telephony-pod:0.2.0".into();
+    sim.tsvc.metadata.generation = Some(2);
+    let d = sim.look(2, vec![pod("w-1", true, 1)]);
+    assert!(d.deployment.is_some(), "a new template is applied");
+    assert_eq!(d.status.restarts.as_deref(), Some("0/3"));
+    assert_eq!(d.status.observed_generation, Some(2));
+}
+
+#[test]
+fn conditions_keep_their_transition_times() {
+    let mut sim = Sim::new();
+    let a = sim.look(0, vec![pod("w-1", true, 0)]);
+    let b = sim.look(100, vec![pod("w-1", true, 0)]);
+    assert_eq!(a.status.conditions, b.status.conditions);
+}
