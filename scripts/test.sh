@@ -30,7 +30,8 @@ trap 'step "control plane down"; scripts/cluster.sh down' EXIT
 scripts/cluster.sh up
 
 step "cargo test --workspace (unit + e2e on the control plane)"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$DIALTONE_CLUSTER_DIR/test.log"
+# E2E tests mostly wait on the cluster: run more of them at once than there are cores.
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}" cargo test --workspace --no-fail-fast 2>&1 | tee "$DIALTONE_CLUSTER_DIR/test.log"
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nworkspace: %d passed, %d failed\n", p, f }' \

@@ -24,11 +24,13 @@ pub fn condition(
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or(Time(crate::liveness::truncate(now)));
+    // Kubernetes 1.20's server-side apply turns "" into null, which the schema refuses: never empty.
+    let message = Some(message.into()).filter(|m| !m.is_empty()).unwrap_or_else(|| reason.to_string());
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
         reason: reason.to_string(),
-        message: message.into(),
+        message,
         last_transition_time: transition,
         observed_generation: Some(generation),
     }

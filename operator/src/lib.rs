@@ -4,11 +4,16 @@
 //! and backoff, the status to write) are pure functions over plain data, unit tested without any
 //! API; `controller` is the thin layer that talks to Kubernetes.
 
+pub mod admin;
 pub mod backoff;
 pub mod conditions;
+pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod leader;
 pub mod liveness;
+pub mod metrics;
 pub mod restart_budget;
 pub mod supervisor;
+pub mod telemetry;
 pub mod validate;

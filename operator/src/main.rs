@@ -1,4 +1,16 @@
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use prometheus_client::registry::Registry;
+use telephony_operator::admin::{self, Health};
+use telephony_operator::controller::{self, Scope, Watches};
+use telephony_operator::leader::{self, Election};
+use telephony_operator::metrics::Metrics;
+use telephony_operator::telemetry::{self, LogFormat};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(version, about = "Dialtone operator: supervises telephony workers and serves their readiness")]
@@ -9,13 +21,138 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller (reconciles TelephonyServices).
+    Run(RunArgs),
     /// Print the TelephonyService CRD as YAML.
     Crd,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "DIALTONE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Only TelephonyServices matching this label selector (shard services across operators).
+    #[arg(long, env = "DIALTONE_SELECTOR")]
+    selector: Option<String>,
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "DIALTONE_ADMIN_ADDR", default_value = "0.0.0.0:8081")]
+    admin_addr: SocketAddr,
+    /// Compete for a Lease so that only one replica reconciles.
+    #[arg(long, env = "DIALTONE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, default_value = "dialtone-operator")]
+    lease_name: String,
+    /// Seconds after which a silent leader is replaced.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    #[arg(long, env = "DIALTONE_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", telephony_operator::crd::crd_yaml()?),
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(run(args))?;
+        }
     }
     Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let scope = Scope { namespace: args.namespace.clone(), selector: args.selector.clone() };
+    let health = Health::default();
+    let metrics = Metrics::default();
+    let watches = Watches::new(&client, &scope, &health);
+    let mut registry = Registry::default();
+    metrics.register(&mut registry, watches.tsvcs.clone());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let listener =
+        TcpListener::bind(args.admin_addr).await.with_context(|| format!("binding {}", args.admin_addr))?;
+    let app = admin::router(health.clone(), Arc::new(registry));
+    let admin_stop = stopped(stop_rx.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(admin_stop).await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    tracing::info!(admin = %args.admin_addr, namespace = ?scope.namespace, selector = ?scope.selector, "operator starting");
+
+    let mut leading = if args.leader_elect {
+        let identity =
+            std::env::var("POD_NAME").unwrap_or_else(|_| format!("operator-{:08x}", rand::random::<u32>()));
+        let election = Election {
+            namespace: args.lease_namespace.clone(),
+            lease: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration_secs: args.lease_duration,
+        };
+        let rx = leader::elect(client.clone(), election).await.context("starting leader election")?;
+        tracing::info!(%identity, lease = %args.lease_name, "waiting to lead");
+        Some(rx)
+    } else {
+        None
+    };
+    if let Some(rx) = leading.as_mut() {
+        tokio::select! {
+            res = rx.wait_for(|l| *l) => { res.context("leader election stopped")?; }
+            _ = stopped(stop_rx.clone()) => return Ok(()),
+        }
+        tracing::info!("leading");
+    }
+    health.set_leading(true);
+
+    let controller = controller::run(client, watches, metrics, health.clone(), stopped(stop_rx.clone()));
+    match leading {
+        None => controller.await,
+        Some(mut rx) => {
+            tokio::select! {
+                _ = controller => {}
+                _ = rx.wait_for(|l| !*l) => {
+                    // Another replica leads now: stop at once rather than reconcile alongside it.
+                    health.set_leading(false);
+                    anyhow::bail!("lost the leader lease; exiting so a restart rejoins as a standby");
+                }
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
 }

@@ -132,7 +132,7 @@ pub fn step(policy: &Policy, prev: &History, input: Input) -> Decision {
             Some(after(now, backoff::jittered(&policy.backoff, h.backoff_attempt, input.jitter)));
     }
     h.failures.extend(recorded.iter().cloned());
-    h.failures.sort_by(|a, b| a.at.0.cmp(&b.at.0));
+    h.failures.sort_by_key(|f| f.at.0);
 
     let used = h.failures.len();
     if !h.circuit_open && used > policy.max_restarts as usize {

@@ -106,7 +106,8 @@ pub fn decide(obs: &Observed) -> Decision {
 
     let policy = Policy::from_spec(spec);
     let live: Vec<&PodObservation> = obs.pods.iter().filter(|p| !p.deleting).collect();
-    let ready = i32::try_from(live.iter().filter(|p| p.ready).count()).unwrap_or(i32::MAX);
+    // During a rollout the surge pod is ready too: report at most what is desired.
+    let ready = i32::try_from(live.iter().filter(|p| p.ready).count()).unwrap_or(i32::MAX).min(spec.replicas);
     let all_ready = spec.replicas > 0 && ready >= spec.replicas;
 
     // Paused: observe and report, change nothing.
@@ -244,7 +245,11 @@ pub fn decide(obs: &Observed) -> Decision {
                 conditions::PROGRESSING,
                 rolling,
                 if rolling { "RollingOut" } else { "Complete" },
-                if rolling { "the worker Deployment is rolling out".into() } else { String::new() },
+                if rolling {
+                    "the worker Deployment is rolling out".into()
+                } else {
+                    "rollout complete".into()
+                },
             ),
             cond(
                 conditions::DEGRADED,
@@ -254,7 +259,7 @@ pub fn decide(obs: &Observed) -> Decision {
                 } else {
                     "AsExpected"
                 },
-                if phase == Phase::Degraded { degraded_message } else { String::new() },
+                if phase == Phase::Degraded { degraded_message } else { "every worker is healthy".into() },
             ),
             cond(
                 conditions::BUDGET_EXHAUSTED,

@@ -69,6 +69,18 @@ pub struct Context<'a> {
     pub now: Timestamp,
     /// When this simulated node last wrote the pod's status (from managedFields).
     pub last_status_write: Option<Timestamp>,
+    /// Why the containers' configuration can't be resolved (a missing Secret or key), as the
+    /// kubelet words it; checked only while containers still have to start.
+    pub config_error: Option<String>,
+}
+
+/// Whether some container still has to start (only then does the kubelet resolve its env).
+pub fn needs_start(pod: &Pod) -> bool {
+    let containers = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let running = statuses
+        .map_or(0, |cs| cs.iter().filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())).count());
+    running < containers
 }
 
 pub fn plan(pod: &Pod, cx: &Context) -> Plan {
@@ -208,7 +220,8 @@ fn next_container(
         }
         None => match running_since {
             Some(since) => {
-                let ready_at = add(since, t.ready);
+                // Pod timestamps have whole-second resolution: pad so the wait is never shorter.
+                let ready_at = add(since, t.ready + Duration::from_secs(1));
                 cs.ready = now >= ready_at;
                 let due = (!cs.ready).then(|| until(now, ready_at));
                 (cs, due)
@@ -219,6 +232,11 @@ fn next_container(
                 if creating && now < started_at {
                     set_waiting(&mut cs, "ContainerCreating", "");
                     return (cs, Some(until(now, started_at)));
+                }
+                if let Some(problem) = &cx.config_error {
+                    // The kubelet retries; so do we.
+                    set_waiting(&mut cs, "CreateContainerConfigError", problem);
+                    return (cs, Some(t.image_pull_backoff));
                 }
                 set_running(&mut cs, now, uid);
                 (cs, Some(t.ready))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::watcher;
@@ -48,12 +48,24 @@ pub async fn run(client: Client, cfg: Config) {
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Requeue, Error> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
+    let bound_here = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(ctx.cfg.node.as_str());
+    let config_error = if bound_here && kubelet::needs_start(&pod) {
+        resolve_env(&ctx.client, &namespace, &pod).await.map_err(|source| Error {
+            action: "resolve env of",
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source,
+        })?
+    } else {
+        None
+    };
     let cx = kubelet::Context {
         node: &ctx.cfg.node,
         node_ip: &ctx.cfg.node_ip,
         timing: &ctx.cfg.timing,
         now: Timestamp::now(),
         last_status_write: last_status_write(&pod),
+        config_error,
     };
     let plan = kubelet::plan(&pod, &cx);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -114,6 +126,33 @@ fn ignore_gone<T>(res: Result<T, kube::Error>) -> Result<(), kube::Error> {
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Resolves the containers' required `secretKeyRef` env vars as a kubelet does: the kubelet's
+/// message for the first one that can't be, if any.
+async fn resolve_env(client: &Client, namespace: &str, pod: &Pod) -> Result<Option<String>, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let refs = pod.spec.iter().flat_map(|s| s.containers.iter()).flat_map(|c| c.env.iter().flatten());
+    for env in refs {
+        let Some(sel) = env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) else { continue };
+        if sel.optional == Some(true) {
+            continue;
+        }
+        match secrets.get_opt(&sel.name).await? {
+            None => return Ok(Some(format!("secret \"{}\" not found", sel.name))),
+            Some(secret) => {
+                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(&sel.key))
+                    || secret.string_data.as_ref().is_some_and(|d| d.contains_key(&sel.key));
+                if !has_key {
+                    return Ok(Some(format!(
+                        "couldn't find key {} in Secret {namespace}/{}",
+                        sel.key, sel.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// When we last wrote this pod's status, from managedFields (the apiserver's own clock).

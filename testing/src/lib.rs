@@ -101,3 +101,23 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs the kubectl that `scripts/build-control-plane.sh` cached against the test cluster and
+/// returns its standard output; panics with its error output when it fails.
+pub fn kubectl(args: &[&str]) -> String {
+    let cache = std::env::var_os("DIALTONE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        base.join("dialtone")
+    });
+    let bin = cache.join("bin").join("kubectl");
+    let out = std::process::Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e} (run scripts/setup.sh)", bin.display()));
+    assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

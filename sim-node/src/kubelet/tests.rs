@@ -31,7 +31,15 @@ fn pod(node: Option<&str>) -> Pod {
 /// Plans at `now` and applies the plan's effects to the pod, like the runner does.
 fn step(pod: &mut Pod, now: Timestamp, last_write: Option<Timestamp>) -> Plan {
     let timing = Timing::default();
-    let cx = Context { node: NODE, node_ip: "10.0.0.1", timing: &timing, now, last_status_write: last_write };
+    let config_error = pod.metadata.labels.as_ref().and_then(|l| l.get("test/config-error")).cloned();
+    let cx = Context {
+        node: NODE,
+        node_ip: "10.0.0.1",
+        timing: &timing,
+        now,
+        last_status_write: last_write,
+        config_error,
+    };
     let plan = plan(pod, &cx);
     for action in &plan.actions {
         match action {
@@ -70,12 +78,13 @@ fn pod_ready(pod: &Pod) -> bool {
     conds.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// A pod that has been started and is Ready at t = 1500 ms.
+/// A pod that has been started and is Ready at t = 2500 ms (running at 500 ms, ready 1 s + 1 s
+/// of timestamp-resolution padding later).
 fn ready_pod() -> Pod {
     let mut p = pod(Some(NODE));
     step(&mut p, at(0), None);
     step(&mut p, at(500), None);
-    step(&mut p, at(1500), None);
+    step(&mut p, at(2500), None);
     assert!(pod_ready(&p));
     p
 }
@@ -117,6 +126,8 @@ fn new_pod_goes_creating_then_running_then_ready() {
     assert!(!pod_ready(&p));
 
     step(&mut p, at(1500), None);
+    assert!(!container(&p).ready, "never ready sooner than asked, whatever the timestamp rounding");
+    step(&mut p, at(2500), None);
     assert!(container(&p).ready);
     assert!(pod_ready(&p));
     assert!(p.status.as_ref().unwrap().pod_ip.as_deref().unwrap().starts_with("10.244."));
@@ -136,7 +147,7 @@ fn ready_transition_time_moves_only_on_flip() {
         let conds = p.status.as_ref().unwrap().conditions.clone().unwrap();
         conds.into_iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.unwrap().0
     };
-    assert_eq!(ready_since(&p), at(1500));
+    assert_eq!(ready_since(&p), at(2500));
     annotate(&mut p, Some("crash"));
     step(&mut p, at(5000), None);
     assert_eq!(ready_since(&p), at(5000));
@@ -158,6 +169,8 @@ fn crash_counts_one_restart_then_recovers() {
 
     // The annotation is still set, but the crash was applied: no second restart.
     step(&mut p, at(6000), None);
+    assert!(!pod_ready(&p), "not ready for at least the ready delay");
+    step(&mut p, at(7000), None);
     assert_eq!(container(&p).restart_count, 1);
     assert!(pod_ready(&p));
 }
@@ -202,7 +215,7 @@ fn crashloop_backs_off_like_a_kubelet_until_removed() {
     annotate(&mut p, None);
     step(&mut p, at(13_000), None);
     assert!(container(&p).state.unwrap().running.is_some());
-    step(&mut p, at(14_000), None);
+    step(&mut p, at(15_000), None);
     assert!(pod_ready(&p));
 }
 
@@ -242,7 +255,7 @@ fn imagepull_goes_errimagepull_then_backoff() {
     assert_eq!(waiting_reason(&p).as_deref(), Some("ImagePullBackOff"));
     annotate(&mut p, None);
     step(&mut p, at(3000), Some(at(2000)));
-    step(&mut p, at(4000), Some(at(3000)));
+    step(&mut p, at(5000), Some(at(3000)));
     assert!(pod_ready(&p));
 }
 
@@ -251,4 +264,23 @@ fn pod_ip_is_stable_and_valid() {
     assert_eq!(pod_ip("abc"), pod_ip("abc"));
     let last: u32 = pod_ip("xyz").rsplit('.').next().unwrap().parse().unwrap();
     assert!((1..=254).contains(&last));
+}
+
+#[test]
+fn a_missing_secret_keeps_the_container_from_starting_until_it_exists() {
+    let mut p = pod(Some(NODE));
+    p.metadata.labels =
+        Some([("test/config-error".to_string(), "secret \"telnyx\" not found".to_string())].into());
+    step(&mut p, at(0), None);
+    assert!(needs_start(&p));
+    let plan = step(&mut p, at(500), None);
+    assert_eq!(waiting_reason(&p).as_deref(), Some("CreateContainerConfigError"));
+    let msg = container(&p).state.unwrap().waiting.unwrap().message.unwrap();
+    assert_eq!(msg, "secret \"telnyx\" not found");
+    assert_eq!(plan.requeue, Some(Duration::from_secs(2)));
+    // The Secret appears: the container starts.
+    p.metadata.labels = None;
+    step(&mut p, at(2500), None);
+    assert!(container(&p).state.unwrap().running.is_some());
+    assert!(!needs_start(&p));
 }

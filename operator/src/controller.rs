@@ -1,0 +1,351 @@
+//! The thin layer around [`supervisor::decide`]: watches, observes, acts.
+//!
+//! One watch per kind (TelephonyServices, worker Deployments, Services and Pods) feeds both a cache
+//! and the reconcile queue, so a pod status change reaches its TelephonyService's reconcile at once
+//! (the liveness watch). The leader is the only writer of status, so it decides from the status it
+//! last wrote (a write-through cache) rather than from a watch cache that may not have caught up
+//! yet: a failure is never counted twice. After a restart or failover the first look comes from a
+//! fresh list, which holds everything persisted.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::admin::Health;
+use crate::crd::{TelephonyService, TelephonyServiceStatus};
+use crate::desired::{self, MANAGED_BY, SERVICE_LABEL};
+use crate::liveness::PodObservation;
+use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
+use crate::supervisor::{self, Announcement, Severity};
+
+pub const FIELD_MANAGER: &str = "dialtone-operator";
+
+/// What this operator instance watches.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Watch one namespace (None: all).
+    pub namespace: Option<String>,
+    /// Only TelephonyServices matching this label selector (to shard services across operators).
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TelephonyService has no namespace")]
+    NoNamespace,
+    #[error("apply {kind} {name}: {source}")]
+    Apply { kind: &'static str, name: String, source: kube::Error },
+    #[error("write status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("restart pod {pod}: {source}")]
+    Restart { pod: String, source: kube::Error },
+}
+
+impl Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "no_namespace",
+            Error::Apply { .. } => "apply",
+            Error::Status(_) => "status",
+            Error::Restart { .. } => "restart",
+        }
+    }
+}
+
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    pods: Store<Pod>,
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    tsvcs: Store<TelephonyService>,
+    /// The status this process last wrote, by object uid.
+    written: Mutex<HashMap<String, TelephonyServiceStatus>>,
+    /// Consecutive failed reconciles per object, for exponential requeue.
+    retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
+}
+
+fn api<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+type WatchStream<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// A cached, health-reporting watch of `K` (lazy: nothing is sent before the stream is polled).
+fn watch<K>(api: Api<K>, config: watcher::Config, health: &Health, slot: usize) -> (Store<K>, WatchStream<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let health = health.clone();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
+        .inspect(move |event| health.watch_result(slot, event.is_ok()))
+        .touched_objects()
+        .boxed();
+    (store, stream)
+}
+
+/// The operator's four watches and their caches.
+pub struct Watches {
+    pub tsvcs: Store<TelephonyService>,
+    tsvc_stream: WatchStream<TelephonyService>,
+    deployments: Store<Deployment>,
+    deploy_stream: WatchStream<Deployment>,
+    services: Store<Service>,
+    svc_stream: WatchStream<Service>,
+    pods: Store<Pod>,
+    pod_stream: WatchStream<Pod>,
+}
+
+impl Watches {
+    pub fn new(client: &Client, scope: &Scope, health: &Health) -> Watches {
+        let mut tsvc_config = watcher::Config::default();
+        if let Some(selector) = &scope.selector {
+            tsvc_config = tsvc_config.labels(selector);
+        }
+        let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
+        let (tsvcs, tsvc_stream) = watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0);
+        let (deployments, deploy_stream) =
+            watch(api::<Deployment>(client, scope), watcher::Config::default().labels(&managed), health, 1);
+        let (services, svc_stream) =
+            watch(api::<Service>(client, scope), watcher::Config::default().labels(&managed), health, 2);
+        let (pods, pod_stream) =
+            watch(api::<Pod>(client, scope), watcher::Config::default().labels(SERVICE_LABEL), health, 3);
+        Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    watches: Watches,
+    metrics: Metrics,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream } =
+        watches;
+    let synced = health.clone();
+    let stores = (tsvcs.clone(), deployments.clone(), services.clone(), pods.clone());
+    tokio::spawn(async move {
+        let (a, b, c, d) = stores;
+        let _ = futures::join!(
+            a.wait_until_ready(),
+            b.wait_until_ready(),
+            c.wait_until_ready(),
+            d.wait_until_ready()
+        );
+        synced.set_synced();
+        tracing::info!("caches synced");
+    });
+
+    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        pods,
+        deployments,
+        services,
+        tsvcs: tsvcs.clone(),
+        written: Mutex::default(),
+        retries: Mutex::default(),
+    });
+    Controller::for_stream(tsvc_stream, tsvcs)
+        .owns_stream(deploy_stream)
+        .owns_stream(svc_stream)
+        .watches_stream(pod_stream, |pod| {
+            let name = pod.labels().get(SERVICE_LABEL)?.clone();
+            Some(ObjectRef::new(&name).within(&pod.namespace()?))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
+                    tracing::warn!(object = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => tracing::debug!(error = %e, "controller"),
+            }
+        })
+        .await;
+}
+
+async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = cached.namespace().ok_or(Error::NoNamespace)?;
+    let uid = cached.uid().unwrap_or_default();
+    if cached.metadata.deletion_timestamp.is_some() {
+        forget(&ctx, &uid);
+        return Ok(Action::await_change()); // owner references let the garbage collector clean up
+    }
+    let name = cached.name_any();
+    let mut tsvc = (*cached).clone();
+    if let Some(status) = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned()) {
+        tsvc.status = Some(status);
+    }
+
+    // Observe (from the watch caches).
+    let child = desired::child_name(&tsvc);
+    let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns));
+    let service = ctx.services.get(&ObjectRef::new(&child).within(&ns));
+    let pods: Vec<PodObservation> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.labels().get(SERVICE_LABEL) == Some(&name))
+        .map(|p| PodObservation::from_pod(p))
+        .collect();
+
+    // Decide.
+    let decision = supervisor::decide(&supervisor::Observed {
+        tsvc: &tsvc,
+        deployment: deployment.as_deref(),
+        service: service.as_deref(),
+        pods,
+        now: Timestamp::now(),
+        jitter: rand::random::<f64>(),
+    });
+
+    // Act: children, then status (refused if our view was stale), then restarts and events.
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    if let Some(d) = &decision.deployment {
+        Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+            .patch(&d.name_any(), &pp, &Patch::Apply(d))
+            .await
+            .map_err(|source| Error::Apply { kind: "Deployment", name: d.name_any(), source })?;
+    }
+    if let Some(s) = &decision.service {
+        Api::<Service>::namespaced(ctx.client.clone(), &ns)
+            .patch(&s.name_any(), &pp, &Patch::Apply(s))
+            .await
+            .map_err(|source| Error::Apply { kind: "Service", name: s.name_any(), source })?;
+    }
+    if tsvc.status.as_ref() != Some(&decision.status) {
+        let patch = serde_json::json!({
+            "apiVersion": TelephonyService::api_version(&()),
+            "kind": TelephonyService::kind(&()),
+            "metadata": { "name": name },
+            "status": decision.status,
+        });
+        let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), &ns);
+        if let Err(e) = tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+            forget(&ctx, &uid); // unknown outcome: trust the watch again
+            return Err(Error::Status(e));
+        }
+        remember(&ctx, uid, decision.status.clone());
+    }
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    for pod in &decision.restart_pods {
+        tracing::info!(%ns, service = %name, %pod, "restarting hung worker pod");
+        let uid = ctx.pods.get(&ObjectRef::new(pod).within(&ns)).and_then(|p| p.uid());
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..Default::default()
+        };
+        match pods_api.delete(pod, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(source) => return Err(Error::Restart { pod: pod.clone(), source }),
+        }
+    }
+    for f in &decision.failures {
+        ctx.metrics.failures.get_or_create(&ReasonLabel { reason: f.reason.clone() }).inc();
+    }
+    if decision.budget_exhausted {
+        ctx.metrics.budget_exhaustions.inc();
+    }
+    publish(&ctx, &tsvc, &decision.events).await;
+
+    if let Ok(mut retries) = ctx.retries.lock() {
+        retries.remove(&ObjectRef::from_obj(cached.as_ref()));
+    }
+    ctx.metrics.observe_reconcile(started.elapsed());
+    Ok(Action::requeue(decision.requeue))
+}
+
+fn remember(ctx: &Context, uid: String, status: TelephonyServiceStatus) {
+    if let Ok(mut written) = ctx.written.lock() {
+        written.insert(uid, status);
+        // Deleted objects are never reconciled again: drop their entries now and then.
+        if written.len() > ctx.tsvcs.state().len() + 64 {
+            let live: std::collections::HashSet<String> =
+                ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect();
+            written.retain(|uid, _| live.contains(uid));
+        }
+    }
+}
+
+fn forget(ctx: &Context, uid: &str) {
+    if let Ok(mut written) = ctx.written.lock() {
+        written.remove(uid);
+    }
+}
+
+async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]) {
+    let reference = tsvc.object_ref(&());
+    for e in events {
+        let event = KubeEvent {
+            type_: match e.severity {
+                Severity::Normal => EventType::Normal,
+                Severity::Warning => EventType::Warning,
+            },
+            reason: e.reason.to_string(),
+            note: Some(truncate(&e.note, 1000)),
+            action: e.reason.to_string(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %err, reason = e.reason, "could not publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Exponential requeue with jitter: 0.5 s, 1 s, 2 s ... capped at 5 min.
+fn error_policy(tsvc: Arc<TelephonyService>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.get_or_create(&ErrorLabel { error: error.kind().into() }).inc();
+    let attempt = ctx
+        .retries
+        .lock()
+        .map(|mut r| {
+            let n = r.entry(ObjectRef::from_obj(tsvc.as_ref())).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(10).saturating_sub(1));
+    let delay = base.min(Duration::from_secs(300)).mul_f64(1.0 + rand::random::<f64>() * 0.2);
+    tracing::warn!(name = %tsvc.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

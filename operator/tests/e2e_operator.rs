@@ -1,0 +1,291 @@
+//! The operator against the real control plane and the simulated node: what a user sees with
+//! kubectl when workers start, crash, exhaust their budget, get reset, change, or go away.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use telephony_operator::crd::{Phase, TelephonyService};
+use testing::wait_until;
+
+fn condition<'a>(
+    t: &'a TelephonyService,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    t.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).expect("condition")
+}
+
+async fn events(ns: &testing::TestNamespace, reason: &str) -> Vec<Event> {
+    let all = ns.api::<Event>().list(&ListParams::default()).await.expect("list events").items;
+    all.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
+}
+
+/// Events are published right after the status they describe: wait for them.
+async fn wait_events(ns: &testing::TestNamespace, reason: &str) -> Vec<Event> {
+    wait_until(Duration::from_secs(10), &format!("{reason} event"), || async {
+        Some(events(ns, reason).await).filter(|e| !e.is_empty())
+    })
+    .await
+}
+
+/// When our field manager last wrote the object (server-side apply), and its generation.
+fn our_write(d: &Deployment) -> (Option<String>, Option<i64>) {
+    let time = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| m.manager.as_deref() == Some("dialtone-operator"));
+    (time.and_then(|m| m.time.as_ref().map(|t| t.0.to_string())), d.metadata.generation)
+}
+
+#[tokio::test]
+async fn a_service_becomes_ready_and_survives_one_crash() {
+    let ns = setup("ready").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+
+    // Children exist, owned by the TelephonyService.
+    let (deployment, service) =
+        wait_until(Duration::from_secs(30), "worker Deployment and Service", || async {
+            Some((
+                ns.api::<Deployment>().get("calls-worker").await.ok()?,
+                ns.api::<Service>().get("calls-worker").await.ok()?,
+            ))
+        })
+        .await;
+    for owners in [&deployment.metadata.owner_references, &service.metadata.owner_references] {
+        let o = &owners.as_ref().expect("owner")[0];
+        assert_eq!(
+            (o.kind.as_str(), o.name.as_str(), o.controller),
+            ("TelephonyService", "calls", Some(true))
+        );
+    }
+
+    let t = wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    let s = t.status.clone().expect("status");
+    assert_eq!((s.ready.as_deref(), s.restarts.as_deref()), (Some("1/1"), Some("0/3")));
+    assert_eq!(s.endpoint.as_deref(), Some(format!("http://calls-worker.{}.svc:8080", ns.name).as_str()));
+    assert_eq!(condition(&t, "Ready").status, "True");
+
+    // What `kubectl get tsvc` shows (printer columns).
+    let out = testing::kubectl(&["get", "tsvc", "-n", &ns.name]);
+    let header = out.lines().next().unwrap_or_default();
+    for col in ["NAME", "PHASE", "READY", "RESTARTS", "AGE", "MESSAGE"] {
+        assert!(header.contains(col), "column {col} missing in:\n{out}");
+    }
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(row.contains("Ready") && row.contains("1/1") && row.contains("0/3"), "row: {row}");
+
+    // One crash: Degraded with the failure recorded, then Ready again.
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+    inject_once(&ns, &pod, "crash").await;
+    let t = wait_status(&ns, "calls", 20, "failure recorded", |s| {
+        s.restart_budget.as_ref().is_some_and(|b| b.used == 1)
+    })
+    .await;
+    let lf = t.status.as_ref().and_then(|s| s.last_failure.clone()).expect("lastFailure");
+    assert_eq!((lf.reason.as_str(), lf.pod.as_str()), ("Error", pod.as_str()));
+    wait_status(&ns, "calls", 20, "Ready after the crash", |s| s.phase == Phase::Ready).await;
+    wait_events(&ns, "PodRestarted").await;
+    wait_events(&ns, "Degraded").await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn four_crashes_exhaust_the_budget_and_the_reset_annotation_recovers() {
+    let ns = setup("budget").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+    for n in 1..=3u32 {
+        inject_once(&ns, &pod, "crash").await;
+        wait_status(&ns, "calls", 20, "failure counted", |s| {
+            s.restart_budget.as_ref().is_some_and(|b| b.used == n)
+        })
+        .await;
+    }
+    inject_once(&ns, &pod, "crash").await;
+    let t = wait_status(&ns, "calls", 20, "Failed", |s| s.phase == Phase::Failed).await;
+    assert_eq!(condition(&t, "RestartBudgetExhausted").status, "True");
+    assert_eq!(condition(&t, "Ready").reason, "RestartBudgetExhausted");
+    assert!(t.status.as_ref().and_then(|s| s.restart_budget.as_ref()?.resets_at.clone()).is_some());
+    let replicas = || async { ns.api::<Deployment>().get("calls-worker").await.ok()?.spec?.replicas };
+    wait_until(Duration::from_secs(20), "Deployment scaled to 0", || async {
+        (replicas().await? == 0).then_some(())
+    })
+    .await;
+    let warnings = wait_events(&ns, "RestartBudgetExhausted").await;
+    assert_eq!(warnings.len(), 1, "one Warning event");
+    assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+
+    // "reset-failed": a human sets the annotation; the workers come back.
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { "dialtone.dev/reset-restart-budget": "1" } } });
+    ns.api::<TelephonyService>()
+        .patch("calls", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("reset");
+    let t = wait_status(&ns, "calls", 60, "Ready after reset", |s| s.phase == Phase::Ready).await;
+    assert_eq!(t.status.and_then(|s| s.restarts).as_deref(), Some("0/3"));
+    assert_eq!(replicas().await, Some(1));
+    wait_events(&ns, "Resumed").await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_spec_change_rolls_the_pods_and_an_unchanged_spec_writes_nothing() {
+    let ns = setup("roll").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({ "replicas": 2 }))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready && s.ready_replicas == 2).await;
+    let before: Vec<String> = worker_pods(&ns, "calls").await.iter().map(|p| p.name_any()).collect();
+    let deployments = ns.api::<Deployment>();
+    let written = our_write(&deployments.get("calls-worker").await.expect("deployment"));
+
+    // Unchanged spec: a no-op update of the TelephonyService makes the operator write nothing.
+    let touch = serde_json::json!({ "metadata": { "labels": { "touched": "yes" } } });
+    let api = ns.api::<TelephonyService>();
+    api.patch("calls", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(our_write(&deployments.get("calls-worker").await.expect("deployment")), written);
+
+    let image =
+        serde_json::json!({ "spec": { "image": "registry.example.com/dialtone/telephony-pod:0.2.0" } });
+    api.patch("calls", &PatchParams::default(), &Patch::Merge(&image)).await.expect("change image");
+    wait_until(Duration::from_secs(60), "pods replaced with the new image", || async {
+        let pods = worker_pods(&ns, "calls").await;
+        let new_image = pods.iter().all(|p| {
+            p.spec.as_ref().map(|s| s.containers[0].image.as_deref())
+                == Some(Some("registry.example.com/dialtone/telephony-pod:0.2.0"))
+        });
+        let all_new = pods.iter().all(|p| !before.contains(&p.name_any()));
+        (pods.len() == 2 && new_image && all_new).then_some(())
+    })
+    .await;
+    let t = wait_status(&ns, "calls", 60, "rolled out on generation 2", |s| {
+        let rolled = s.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False");
+        s.phase == Phase::Ready && s.observed_generation == Some(2) && rolled
+    })
+    .await;
+    assert_eq!(t.status.and_then(|s| s.ready).as_deref(), Some("2/2"));
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_condition_with_a_reason_until_it_exists() {
+    let ns = testing::TestNamespace::create("secret").await;
+    install_crd(&ns.client).await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    let t = wait_status(&ns, "calls", 60, "SecretNotFound", |s| {
+        s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "SecretNotFound")
+    })
+    .await;
+    assert!(condition(&t, "Ready").message.contains("telnyx"), "the message names the Secret");
+    assert_ne!(t.status.as_ref().map(|s| s.phase), Some(Phase::Ready));
+    // No secret value anywhere in the status: the operator never reads it.
+    create_secret(&ns, "telnyx").await;
+    wait_status(&ns, "calls", 60, "Ready once the Secret exists", |s| s.phase == Phase::Ready).await;
+    let status = serde_json::to_string(&ns.api::<TelephonyService>().get("calls").await.expect("get").status)
+        .expect("json");
+    assert!(!status.contains("KEY-e2e-not-a-real-key"));
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_a_condition_and_a_warning_event() {
+    let ns = setup("invalid").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("bad", serde_json::json!({ "image": "Not An Image" }))).await;
+    let t = wait_status(&ns, "bad", 30, "InvalidSpec", |s| {
+        s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
+    })
+    .await;
+    assert!(condition(&t, "Ready").message.contains("spec.image"));
+    wait_events(&ns, "InvalidSpec").await;
+    assert!(ns.api::<Deployment>().get_opt("bad-worker").await.expect("get").is_none());
+
+    // The schema rejects out-of-bounds values before the operator sees them.
+    let err = ns
+        .api::<TelephonyService>()
+        .create(&PostParams::default(), &tsvc("huge", serde_json::json!({ "replicas": 21 })))
+        .await
+        .expect_err("replicas 21 is out of bounds");
+    assert!(err.to_string().contains("replicas"), "{err}");
+
+    // One malformed object doesn't stop the others.
+    create(&ns, &tsvc("good", serde_json::json!({}))).await;
+    wait_status(&ns, "good", 60, "good service Ready", |s| s.phase == Phase::Ready).await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn deleting_the_service_garbage_collects_its_children() {
+    let ns = setup("gc").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    ns.api::<TelephonyService>().delete("calls", &Default::default()).await.expect("delete");
+    wait_until(Duration::from_secs(60), "children and pods gone", || async {
+        let d = ns.api::<Deployment>().get_opt("calls-worker").await.ok()?;
+        let s = ns.api::<Service>().get_opt("calls-worker").await.ok()?;
+        let pods = worker_pods(&ns, "calls").await;
+        (d.is_none() && s.is_none() && pods.is_empty()).then_some(())
+    })
+    .await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn an_operator_restart_neither_loses_nor_double_counts_failures() {
+    let ns = setup("restart").await;
+    let op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+    inject_once(&ns, &pod, "crash").await;
+    wait_status(&ns, "calls", 20, "1 failure", |s| s.restart_budget.as_ref().is_some_and(|b| b.used == 1))
+        .await;
+
+    // Kill it mid-way; a crash happens while nobody watches; start it again.
+    op.kill().await;
+    inject_once(&ns, &pod, "crash").await;
+    let _op = Operator::start_with(&ns.name, "op-2", &["--leader-elect=false"]);
+    let t = wait_status(&ns, "calls", 30, "2 failures", |s| {
+        s.restart_budget.as_ref().is_some_and(|b| b.used == 2)
+    })
+    .await;
+    // Stays at 2 after settling: the first crash was not counted again.
+    wait_status(&ns, "calls", 30, "Ready", |s| s.phase == Phase::Ready).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = ns.api::<TelephonyService>().get("calls").await.expect("get");
+    assert_eq!(now.status.as_ref().and_then(|s| s.restarts.clone()).as_deref(), Some("2/3"));
+    assert_eq!(t.status.and_then(|s| s.history.failures.first().map(|f| f.pod.clone())), Some(pod));
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn paused_services_are_left_alone() {
+    let ns = setup("paused").await;
+    let _op = Operator::start(&ns.name);
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    let patch = serde_json::json!({ "spec": { "paused": true, "replicas": 3 } });
+    ns.api::<TelephonyService>()
+        .patch("calls", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pause");
+    wait_status(&ns, "calls", 20, "Paused", |s| s.phase == Phase::Paused).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let d = ns.api::<Deployment>().get("calls-worker").await.expect("deployment");
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(1), "children untouched while paused");
+    ns.delete().await;
+}
