@@ -121,3 +121,21 @@ pub fn kubectl(args: &[&str]) -> String {
     assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A free loopback port (bound, then released) for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// An HTTP client for the project's own servers on loopback.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default()
+}
+
+/// GET `url`: status and body, or None when nothing answers.
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let res = http().get(url).send().await.ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.text().await.ok()?))
+}

@@ -134,13 +134,19 @@ impl Operator {
     }
 
     pub fn start_with(ns: &str, id: &str, args: &[&str]) -> Operator {
+        Operator::start_on(ns, id, testing::free_port(), args)
+    }
+
+    /// Starts with the admin server (/healthz, /readyz, /metrics) on 127.0.0.1:`admin_port`.
+    pub fn start_on(ns: &str, id: &str, admin_port: u16, args: &[&str]) -> Operator {
         let dir = testing::repo_root().join("target").join("e2e-logs");
         let _ = std::fs::create_dir_all(&dir);
         let log = dir.join(format!("{ns}-{id}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_telephony-operator"))
-            .args(["run", "--namespace", ns, "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["run", "--namespace", ns, "--log-format", "json"])
+            .arg(format!("--admin-addr=127.0.0.1:{admin_port}"))
             .args(args)
             .env("KUBECONFIG", testing::kubeconfig_path())
             .env("POD_NAME", id)

@@ -1,0 +1,27 @@
+//! `dialtone-bench`: Dialtone's benchmarks against the local control plane. Each prints its figures
+//! and the baseline it is compared with, measured in the same run.
+
+mod detection;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Dialtone benchmarks (need `scripts/cluster.sh up`)")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Failure detection: `crash` injections → TelephonyService status updated.
+    Detection(detection::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Detection(args) => detection::run(args).await,
+    }
+}
