@@ -6,5 +6,8 @@ fn committed_crd_matches_the_generated_one() {
     let generated = telephony_operator::crd::crd_yaml().expect("generate CRD");
     let path = "crds/telephonyservice.yaml";
     let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
-    assert!(committed == generated, "{path} is stale: run `cargo run -p telephony-operator -- crd > {path}` and commit it");
+    assert!(
+        committed == generated,
+        "{path} is stale: run `cargo run -p telephony-operator -- crd > {path}` and commit it"
+    );
 }
