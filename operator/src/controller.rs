@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,9 @@ pub struct Context {
     deployments: Store<Deployment>,
     services: Store<Service>,
     tsvcs: Store<TelephonyService>,
+    /// All four caches have listed once: before that, a missing pod may just be unseen yet, and
+    /// deciding on it would forget (then recount) what was already counted.
+    synced: Arc<AtomicBool>,
     /// The status this process last wrote, by object uid.
     written: Mutex<HashMap<String, TelephonyServiceStatus>>,
     /// Consecutive failed reconciles per object, for exponential requeue.
@@ -137,6 +141,17 @@ impl Watches {
     }
 }
 
+/// Waits until `store` has listed once. kube-runtime's readiness signal wakes only one waiter and
+/// the Controller waits on the TelephonyService store too, so look again every 100 ms rather than
+/// rely on being woken.
+async fn until_ready<K>(store: &Store<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_err() {}
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -147,17 +162,14 @@ pub async fn run(
 ) {
     let Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream } =
         watches;
-    let synced = health.clone();
+    let synced = Arc::new(AtomicBool::new(false));
+    let (flag, probe) = (synced.clone(), health.clone());
     let stores = (tsvcs.clone(), deployments.clone(), services.clone(), pods.clone());
     tokio::spawn(async move {
         let (a, b, c, d) = stores;
-        let _ = futures::join!(
-            a.wait_until_ready(),
-            b.wait_until_ready(),
-            c.wait_until_ready(),
-            d.wait_until_ready()
-        );
-        synced.set_synced();
+        futures::join!(until_ready(&a), until_ready(&b), until_ready(&c), until_ready(&d));
+        flag.store(true, Ordering::SeqCst);
+        probe.set_synced();
         tracing::info!("caches synced");
     });
 
@@ -170,6 +182,7 @@ pub async fn run(
         deployments,
         services,
         tsvcs: tsvcs.clone(),
+        synced,
         written: Mutex::default(),
         retries: Mutex::default(),
     });
@@ -196,6 +209,9 @@ pub async fn run(
 
 async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    if !ctx.synced.load(Ordering::SeqCst) {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     let ns = cached.namespace().ok_or(Error::NoNamespace)?;
     let uid = cached.uid().unwrap_or_default();
     if cached.metadata.deletion_timestamp.is_some() {

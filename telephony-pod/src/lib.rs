@@ -1,0 +1,118 @@
+//! Dialtone's telephony worker: everything telephony that used to run inside the web app (WebRTC
+//! credentials and tokens, placing and ending calls through Telnyx), isolated in its own pod.
+
+pub mod api;
+pub mod config;
+pub mod credentials;
+pub mod input;
+pub mod metrics;
+pub mod secret;
+pub mod telnyx;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, Readiness};
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::metrics::Metrics;
+use crate::telnyx::Telnyx;
+
+/// Serves the API on `listener` until `shutdown` resolves, then: readiness turns false, traffic
+/// keeps flowing for `shutdown_delay` (so endpoints can drop this pod), new connections stop, and
+/// in-flight requests get up to `shutdown_grace` to finish.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown_delay: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // rustls needs a process-wide crypto provider; ring is the one we build with.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Metrics::default();
+    let registry = Arc::new(metrics.registry());
+    let telnyx = Arc::new(Telnyx::new(&config, metrics.clone())?);
+    let credentials = Arc::new(Credentials::new(
+        telnyx.clone(),
+        config.connection_id.clone(),
+        config.tag(),
+        config.credential_ttl,
+        config.max_credentials,
+        metrics.clone(),
+    ));
+    let readiness = Arc::new(Readiness::default());
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        config: Arc::new(config),
+        telnyx: telnyx.clone(),
+        credentials: credentials.clone(),
+        readiness: readiness.clone(),
+        metrics,
+        registry,
+    };
+    let checker = tokio::spawn(check_telnyx(telnyx, readiness.clone(), state.config.health_period));
+    let sweeper = tokio::spawn(sweep(credentials, state.config.sweep_period));
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = readiness.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        drain.shut_down();
+        tracing::info!(delay_ms = shutdown_delay.as_millis() as u64, "shutting down: readiness is now false");
+        tokio::time::sleep(shutdown_delay).await;
+        let _ = stop_tx.send(());
+    });
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    // The grace period starts when we stop accepting; until then the server runs unbounded.
+    let mut server = server;
+    tokio::select! {
+        res = &mut server => { res??; }
+        _ = async {
+            while !readiness_stopped(&readiness) { tokio::time::sleep(Duration::from_millis(20)).await; }
+            tokio::time::sleep(shutdown_delay + grace).await;
+        } => {
+            tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period");
+            server.abort();
+        }
+    }
+    checker.abort();
+    sweeper.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn readiness_stopped(r: &Readiness) -> bool {
+    r.problem().as_deref() == Some("shutting down")
+}
+
+/// Readiness follows a cheap authenticated Telnyx call every `period`.
+async fn check_telnyx(telnyx: Arc<Telnyx>, readiness: Arc<Readiness>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = telnyx.check().await.map_err(|e| format!("Telnyx check failed: {e}"));
+        if let Err(why) = &result {
+            tracing::warn!(reason = %why, "not ready");
+        }
+        readiness.record(result);
+    }
+}
+
+async fn sweep(credentials: Arc<Credentials>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match credentials.sweep().await {
+            Ok(r) => tracing::info!(deleted = r.deleted, kept = r.kept, "credential sweep"),
+            Err(e) => tracing::warn!(error = %e, "credential sweep failed; will try again"),
+        }
+    }
+}

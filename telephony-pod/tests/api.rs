@@ -1,0 +1,321 @@
+//! The worker's HTTP API against an in-process fake Telnyx: the happy paths and every failure mode.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+fn token_of(v: &serde_json::Value) -> &str {
+    v["token"].as_str().unwrap_or_default()
+}
+
+async fn worker(fake: &Fake, extra: &[(&str, &str)]) -> Worker {
+    Worker::start(config(&fake.base_url(), extra)).await
+}
+
+#[tokio::test]
+async fn a_credential_and_token_are_issued_with_tag_ttl_and_auth() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[("CREDENTIAL_TTL_SECONDS", "3600")]).await;
+    let (status, _, body) = w.post("/v1/credentials", json!({ "username": "agent-42" })).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(token_of(&body).split('.').count(), 3, "a JWT");
+    assert!(body["credentialId"].as_str().is_some_and(|s| s.starts_with("cred-")));
+    assert!(body["sipUsername"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(body["expiresAt"].as_str().is_some());
+
+    let created = fake.seen("POST", "/v2/telephony_credentials");
+    let create = created.iter().find(|r| r.path == "/v2/telephony_credentials").expect("create request");
+    let sent: serde_json::Value = serde_json::from_str(&create.body).expect("json");
+    assert_eq!(sent["connection_id"], "conn-test");
+    assert_eq!(sent["name"], "agent-42");
+    assert_eq!(sent["tag"], "dialtone:shop/calls");
+    let expires: jiff::Timestamp =
+        sent["expires_at"].as_str().expect("expires_at").parse().expect("RFC 3339");
+    let ttl = expires.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((3500..=3600).contains(&ttl), "ttl {ttl}");
+    assert_eq!(create.auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+}
+
+#[tokio::test]
+async fn the_same_username_reuses_its_credential() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let (_, _, a) = w.post("/v1/credentials", json!({ "username": "agent-1" })).await;
+    let (_, _, b) = w.post("/v1/credentials", json!({ "username": "agent-1" })).await;
+    assert_eq!(a["credentialId"], b["credentialId"]);
+    assert_eq!(fake.credentials().len(), 1);
+    assert_eq!(fake.seen("POST", "/v2/telephony_credentials/").len(), 2, "two tokens minted");
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_username_create_one_credential() {
+    let fake = Fake::start().await;
+    fake.slow("create", Duration::from_millis(200));
+    let w = worker(&fake, &[]).await;
+    let calls = (0..10).map(|_| w.post("/v1/credentials", json!({ "username": "agent-7" })));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|(s, _, _)| *s == 201));
+    assert_eq!(fake.credentials().len(), 1);
+}
+
+#[tokio::test]
+async fn an_existing_credential_is_adopted_after_a_restart() {
+    let fake = Fake::start().await;
+    let id = fake.add_credential("agent-9", "dialtone:shop/calls", "2099-01-01T00:00:00", false);
+    let w = worker(&fake, &[]).await;
+    let (status, _, body) = w.post("/v1/credentials", json!({ "username": "agent-9" })).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["credentialId"], id.as_str());
+    assert_eq!(fake.credentials().len(), 1, "nothing new created");
+}
+
+#[tokio::test]
+async fn beyond_max_credentials_the_least_recently_used_is_deleted() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[("MAX_CREDENTIALS", "2")]).await;
+    for user in ["u1", "u2", "u1", "u3"] {
+        assert_eq!(w.post("/v1/credentials", json!({ "username": user })).await.0, 201);
+    }
+    let names: Vec<String> = fake.credentials().into_iter().map(|c| c.name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"u1".to_string()) && names.contains(&"u3".to_string()),
+        "u2 was least recently used"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_briefly_or_passed_on_with_retry_after() {
+    let fake = Fake::start().await;
+    let limited = r#"{"errors":[{"code":"10011","title":"Too many requests"}]}"#;
+    fake.script("token", Canned::new(429, limited).header("x-ratelimit-reset", "1"));
+    let w = worker(&fake, &[]).await;
+    let (status, _, body) = w.post("/v1/credentials", json!({ "username": "a" })).await;
+    assert_eq!(status, 201, "a short limit is waited out: {body}");
+    assert_eq!(fake.seen("POST", "/v2/telephony_credentials/").len(), 2);
+
+    fake.script(
+        "dial",
+        Canned::new(429, r#"{"errors":[{"code":"90103","title":"Dial rate"}]}"#)
+            .header("x-ratelimit-reset", "30"),
+    );
+    let (status, headers, body) =
+        w.post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("30"));
+    assert_eq!(body["error"]["upstreamCode"], "90103");
+}
+
+#[tokio::test]
+async fn a_dial_is_retried_after_5xx_with_the_same_command_id() {
+    let fake = Fake::start().await;
+    fake.script("dial", Canned::new(503, "upstream busy"));
+    let w = worker(&fake, &[]).await;
+    let (status, _, body) = w
+        .post("/v1/calls", json!({ "to": "+15551234567", "from": "sip:agent@example.com", "timeoutSecs": 30, "clientState": "order-1" }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["callControlId"], "v3:call-1");
+    let dials = fake.seen("POST", "/v2/calls");
+    assert_eq!(dials.len(), 2);
+    let ids: Vec<serde_json::Value> = dials
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(&d.body).expect("json")["command_id"].clone())
+        .collect();
+    assert_eq!(ids[0], ids[1], "a retried dial can't place two calls");
+    let sent: serde_json::Value = serde_json::from_str(&dials[0].body).expect("json");
+    assert_eq!(sent["client_state"], "b3JkZXItMQ==", "base64, as Telnyx requires");
+    assert_eq!(
+        (sent["connection_id"].as_str(), sent["timeout_secs"].as_u64()),
+        (Some("conn-test"), Some(30))
+    );
+}
+
+#[tokio::test]
+async fn creating_a_credential_is_not_retried_and_5xx_is_a_502() {
+    let fake = Fake::start().await;
+    fake.script("create", Canned::new(500, r#"{"errors":[{"code":"10007","title":"Unexpected error"}]}"#));
+    let w = worker(&fake, &[]).await;
+    let (status, headers, body) = w.post("/v1/credentials", json!({ "username": "a" })).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(fake.seen("POST", "/v2/telephony_credentials").len(), 1, "no second create");
+}
+
+#[tokio::test]
+async fn timeouts_and_an_unreachable_telnyx_are_503() {
+    let fake = Fake::start().await;
+    fake.slow("dial", Duration::from_secs(3));
+    let w = worker(&fake, &[("TELNYX_MAX_ATTEMPTS", "1")]).await;
+    let (status, headers, body) =
+        w.post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+
+    let nobody = Worker::start(config("http://127.0.0.1:9/v2", &[("TELNYX_MAX_ATTEMPTS", "1")])).await;
+    let (status, _, body) =
+        nobody.post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+}
+
+#[tokio::test]
+async fn malformed_upstream_bodies_are_502_not_crashes() {
+    let fake = Fake::start().await;
+    fake.script("dial", Canned::new(200, "<html>not json</html>"));
+    fake.script("token", Canned::new(201, "not-a-jwt"));
+    let w = worker(&fake, &[]).await;
+    let (status, _, _) = w.post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 502);
+    let (status, _, body) = w.post("/v1/credentials", json!({ "username": "a" })).await;
+    assert_eq!(status, 502, "{body}");
+    // Still alive and serving.
+    assert_eq!(testing::get(&format!("{}/healthz", w.url)).await.map(|r| r.0), Some(200));
+}
+
+#[tokio::test]
+async fn both_telnyx_error_shapes_become_clear_4xx() {
+    let fake = Fake::start().await;
+    fake.script("create", Canned::new(422, r#"{"errors":{"status":"Account Level Limit Reached"}}"#));
+    fake.script(
+        "dial",
+        Canned::new(422, r#"{"errors":[{"code":"90015","title":"Invalid destination","detail":"The 'to' number is not dialable"}]}"#),
+    );
+    let w = worker(&fake, &[]).await;
+    let (status, _, body) = w.post("/v1/credentials", json!({ "username": "a" })).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("Account Level Limit Reached"),
+        "{body}"
+    );
+    let (status, _, body) =
+        w.post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["upstreamCode"], "90015");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("not dialable"));
+}
+
+#[tokio::test]
+async fn hanging_up_an_ended_call_is_a_409() {
+    let fake = Fake::start().await;
+    fake.script(
+        "hangup",
+        Canned::new(422, r#"{"errors":[{"code":"90018","title":"Call has already ended"}]}"#),
+    );
+    let w = worker(&fake, &[]).await;
+    let (status, _, body) = w.post("/v1/calls/v3:call-1/hangup", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "call_already_ended");
+    let (status, _, body) = w.post("/v1/calls/v3:call-1/hangup", json!({})).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("ok")));
+    let sent: serde_json::Value =
+        serde_json::from_str(&fake.seen("POST", "/v2/calls/v3").last().expect("hangup").body).expect("json");
+    assert!(sent["command_id"].is_string());
+}
+
+#[tokio::test]
+async fn the_sweep_pages_through_and_deletes_expired_and_duplicate_credentials() {
+    let fake = Fake::start().await;
+    let tag = "dialtone:shop/calls";
+    for i in 0..300 {
+        fake.add_credential(&format!("old-{i}"), tag, "2020-01-01T00:00:00Z", true);
+    }
+    for i in 0..300 {
+        fake.add_credential(&format!("live-{i}"), tag, "2099-01-01T00:00:00Z", false);
+    }
+    fake.add_credential("live-0", tag, "2098-01-01T00:00:00Z", false); // a duplicate, shorter-lived
+    fake.add_credential("other", "dialtone:other/svc", "2020-01-01T00:00:00Z", true); // not ours
+    let metrics = telephony_pod::metrics::Metrics::default();
+    let cfg = config(&fake.base_url(), &[]);
+    let telnyx =
+        std::sync::Arc::new(telephony_pod::telnyx::Telnyx::new(&cfg, metrics.clone()).expect("client"));
+    let creds = telephony_pod::credentials::Credentials::new(
+        telnyx,
+        cfg.connection_id.clone(),
+        cfg.tag(),
+        cfg.credential_ttl,
+        5,
+        metrics,
+    );
+    let report = creds.sweep().await.expect("sweep");
+    assert_eq!(report.deleted, 301);
+    let left = fake.credentials();
+    assert_eq!(left.len(), 301, "300 live + the other service's");
+    assert!(left.iter().any(|c| c.tag == "dialtone:other/svc"), "other tags are never touched");
+    assert!(left.iter().filter(|c| c.name == "live-0").all(|c| c.expires_at.starts_with("2099")));
+    let pages: Vec<String> = fake
+        .seen("GET", "/v2/telephony_credentials")
+        .iter()
+        .filter_map(|r| r.query.get("page[number]").cloned())
+        .collect();
+    assert_eq!(pages, vec!["1", "2", "3"], "all pages read before deleting");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_telnyx_check() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let ready = || async { testing::get(&format!("{}/readyz", w.url)).await };
+    testing::wait_until(Duration::from_secs(5), "ready", || async {
+        (ready().await?.0 == 200).then_some(())
+    })
+    .await;
+    let bad = Worker::start(config(&fake.base_url(), &[("TELNYX_API_KEY", "wrong-key")])).await;
+    let (status, body) = testing::wait_until(Duration::from_secs(5), "a verdict", || async {
+        testing::get(&format!("{}/readyz", bad.url))
+            .await
+            .filter(|(s, b)| *s != 503 || !b.contains("waiting"))
+    })
+    .await;
+    assert_eq!(status, 503);
+    assert!(body.contains("Authentication failed"), "{body}");
+    assert!(!body.contains("wrong-key"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_json_error() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let client = testing::http();
+    let send = |path: &str, ct: &str, body: String| {
+        client.post(format!("{}{path}", w.url)).header("content-type", ct.to_string()).body(body).send()
+    };
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("/v1/calls", "application/json", "{not json".into(), 400, "malformed JSON"),
+        (
+            "/v1/calls",
+            "application/json",
+            r#"{"to":"+15551234567","from":"+15557654321","extra":1}"#.into(),
+            400,
+            "extra",
+        ),
+        ("/v1/calls", "application/json", r#"{"to":5,"from":"+15557654321"}"#.into(), 400, "to"),
+        ("/v1/calls", "application/json", r#"{"from":"+15557654321"}"#.into(), 400, "to"),
+        ("/v1/calls", "application/json", r#"{"to":"12345","from":"+15557654321"}"#.into(), 400, "to:"),
+        ("/v1/credentials", "application/json", r#"{"username":"no spaces"}"#.into(), 400, "username"),
+        ("/v1/credentials", "text/plain", r#"{"username":"a"}"#.into(), 415, "Content-Type"),
+        (
+            "/v1/credentials",
+            "application/json",
+            format!(r#"{{"username":"{}"}}"#, "a".repeat(20_000)),
+            413,
+            "larger",
+        ),
+        ("/v1/calls/bad%20id/hangup", "application/json", "{}".into(), 400, "callControlId"),
+        ("/v1/nope", "application/json", "{}".into(), 404, "no such route"),
+    ];
+    for (path, ct, body, want, mention) in cases {
+        let res = send(path, ct, body).await.expect("request");
+        let status = res.status().as_u16();
+        let v: serde_json::Value = res.json().await.expect("a JSON error body");
+        let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert_eq!(status, want, "{path}: {msg}");
+        assert!(msg.contains(mention), "{path}: {msg:?} should mention {mention:?}");
+    }
+    let res = client.get(format!("{}/v1/calls", w.url)).send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 405);
+    assert!(fake.seen("POST", "/v2").is_empty(), "nothing invalid reached Telnyx");
+}
