@@ -14,11 +14,14 @@ pub struct Election {
 
 /// Starts competing for the lease; the receiver says whether this replica leads.
 pub async fn elect(client: Client, e: Election) -> anyhow::Result<watch::Receiver<bool>> {
-    let grace = (e.duration_secs / 3).max(1);
+    // Renew a third of the way before expiry; the crate requires 0 < grace < duration.
+    let duration = e.duration_secs.max(2);
+    let grace = (duration / 3).clamp(1, duration - 1);
+    // Each replica keeps the crate's default field manager (derived from its identity): the
+    // server-side-apply conflicts between distinct managers are what make the lock exclusive.
     let manager = LeaseManagerBuilder::new(client, &e.lease)
         .with_namespace(&e.namespace)
-        .with_parameters(LeaseParams::new(&e.identity, e.duration_secs, grace))
-        .with_field_manager("dialtone-operator-leader")
+        .with_parameters(LeaseParams::new(&e.identity, duration, grace))
         .build()
         .await?;
     let (rx, _task) = manager.watch().await;

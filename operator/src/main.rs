@@ -47,7 +47,7 @@ struct RunArgs {
     #[arg(long, default_value = "dialtone-operator")]
     lease_name: String,
     /// Seconds after which a silent leader is replaced.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_duration: u64,
     #[arg(long, env = "DIALTONE_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,

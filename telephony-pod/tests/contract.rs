@@ -1,0 +1,132 @@
+//! Contract tests: the worker against Prism serving Telnyx's own OpenAPI spec (the subset in
+//! `../shared/telnyx/`). Prism answers 422 to any request that violates the spec, so every flow
+//! succeeding means every request the worker sends is valid. `scripts/setup.sh` installs Prism.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use telephony_pod::credentials::Credentials;
+use telephony_pod::metrics::Metrics;
+use telephony_pod::telnyx::{Dial, NewCredential, Telnyx};
+use tokio::process::{Child, Command};
+
+struct Prism {
+    _child: Child,
+    base_url: String,
+}
+
+fn prism_bin() -> PathBuf {
+    let cache = std::env::var_os("DIALTONE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("dialtone")
+    });
+    cache.join("prism-5.16.0/node_modules/.bin/prism")
+}
+
+async fn prism() -> Prism {
+    let spec = testing::repo_root().join("../shared/telnyx/telnyx-voice-credentials.openapi.yml");
+    assert!(
+        spec.exists(),
+        "Telnyx spec missing at {} (shared/ must sit beside the checkout)",
+        spec.display()
+    );
+    let bin = prism_bin();
+    assert!(bin.exists(), "Prism missing at {}: run scripts/setup.sh", bin.display());
+    let port = testing::free_port();
+    let child = Command::new(bin)
+        .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg(&spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start Prism");
+    let base_url = format!("http://127.0.0.1:{port}/v2");
+    let probe = format!("{base_url}/telephony_credentials?page%5Bsize%5D=1");
+    testing::wait_until(Duration::from_secs(60), "Prism up", || async {
+        let res = testing::http().get(&probe).bearer_auth("k").send().await.ok()?;
+        (res.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    Prism { _child: child, base_url }
+}
+
+#[tokio::test]
+async fn every_request_the_worker_sends_is_valid_against_telnyxs_spec() {
+    let prism = prism().await;
+
+    // Prism really validates: a create without the required connection_id is refused.
+    let bad = testing::http()
+        .post(format!("{}/telephony_credentials", prism.base_url))
+        .bearer_auth("k")
+        .json(&serde_json::json!({ "name": "x" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        bad.status().as_u16(),
+        422,
+        "Prism must reject invalid requests for this test to mean anything"
+    );
+
+    // Each Telnyx operation the worker uses, directly.
+    let cfg = config(&prism.base_url, &[("TELNYX_TIMEOUT_MS", "5000"), ("TELNYX_MAX_ATTEMPTS", "1")]);
+    let telnyx = Arc::new(Telnyx::new(&cfg, Metrics::default()).expect("client"));
+    let tag = cfg.tag();
+    let created = telnyx
+        .create_credential(&NewCredential {
+            connection_id: &cfg.connection_id,
+            name: "agent-42",
+            tag: &tag,
+            expires_at: "2030-01-01T00:00:00Z".into(),
+        })
+        .await
+        .expect("CreateTelephonyCredential");
+    let token = telnyx.mint_token(&created.id).await.expect("CreateTelephonyCredentialToken");
+    assert_eq!(token.split('.').count(), 3);
+    telnyx
+        .list_credentials(&tag, Some("agent-42"), false, 1)
+        .await
+        .expect("FindTelephonyCredentials by name");
+    telnyx.list_credentials(&tag, None, true, 2).await.expect("FindTelephonyCredentials expired, page 2");
+    telnyx.check().await.expect("readiness check");
+    telnyx.delete_credential(&created.id).await.expect("DeleteTelephonyCredential");
+    let call = telnyx
+        .dial(&Dial {
+            connection_id: &cfg.connection_id,
+            to: "+15551234567",
+            from: "+15557654321",
+            timeout_secs: Some(30),
+            client_state: Some("b3JkZXItMQ==".into()),
+            command_id: "dialtone-test-1".into(),
+        })
+        .await
+        .expect("DialCall");
+    telnyx.hangup(&call.call_control_id, "dialtone-test-2").await.expect("HangupCall");
+    let creds =
+        Credentials::new(telnyx, cfg.connection_id.clone(), tag, cfg.credential_ttl, 5, Metrics::default());
+    creds.sweep().await.expect("the sweep's listing and deletes");
+
+    // And the worker's own API end to end over Prism.
+    let w = Worker::start(cfg).await;
+    let (status, _, body) = w.post("/v1/credentials", serde_json::json!({ "username": "agent-42" })).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = w
+        .post(
+            "/v1/calls",
+            serde_json::json!({ "to": "+15551234567", "from": "sip:agent@example.com", "clientState": "x" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["callControlId"].as_str().expect("callControlId").to_string();
+    let (status, _, body) = w.post(&format!("/v1/calls/{id}/hangup"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    testing::wait_until(Duration::from_secs(10), "ready against Prism", || async {
+        (testing::get(&format!("{}/readyz", w.url)).await?.0 == 200).then_some(())
+    })
+    .await;
+}
