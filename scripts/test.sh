@@ -33,6 +33,12 @@ step "cargo test --workspace (unit + e2e on the control plane)"
 # E2E tests mostly wait on the cluster: run more of them at once than there are cores.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}" cargo test --workspace --no-fail-fast 2>&1 | tee "$DIALTONE_CLUSTER_DIR/test.log"
 
+step "benchmarks, once at a tiny size (so they can't rot; real figures: scripts/bench.sh)"
+cargo build --quiet -p bench -p telephony-operator -p telephony-pod
+T="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+DIALTONE_KUBECONFIG="$DIALTONE_KUBECONFIG" "$T/dialtone-bench" detection --samples 2 --operator "$T/telephony-operator"
+"$T/dialtone-bench" worker --requests 20 --starts 1 --worker "$T/telephony-pod"
+
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nworkspace: %d passed, %d failed\n", p, f }' \
   "$DIALTONE_CLUSTER_DIR/test.log"

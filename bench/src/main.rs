@@ -3,6 +3,7 @@
 
 mod detection;
 mod stats;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +18,14 @@ struct Cli {
 enum Bench {
     /// Failure detection: `crash` injections → TelephonyService status updated.
     Detection(detection::Args),
+    /// Latency the worker adds over a direct call to the same mock, and its start-up time.
+    Worker(worker::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Detection(args) => detection::run(args).await,
+        Bench::Worker(args) => worker::run(args).await,
     }
 }

@@ -14,7 +14,7 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
 }
 
 pub fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[cfg(test)]
