@@ -8,6 +8,8 @@
 #   scripts/cluster.sh status      what runs, and whether the apiserver is ready
 #   scripts/cluster.sh kubeconfig  print the admin kubeconfig's path
 #   scripts/cluster.sh env         print `export KUBECONFIG=...; export PATH=...` for eval
+#   scripts/cluster.sh spare up|down  a second apiserver on the same etcd (port +2) that tests
+#                                  may stop and start; `up` prints its kubeconfig
 #
 # Ports and places (override to run two checkouts side by side):
 #   DIALTONE_APISERVER_PORT (16443), DIALTONE_ETCD_PORT (12379, peer +1),
@@ -91,8 +93,8 @@ EXT
 
 token_of() { awk -F, -v u="$1" '$2==u {print $1}' "$PKI/tokens.csv"; }
 
-write_kubeconfig() { # FILE USER
-  local file=$1 user=$2 ca
+write_kubeconfig() { # FILE USER [PORT]
+  local file=$1 user=$2 port=${3:-$API_PORT} ca
   ca=$(base64 -w0 <"$PKI/ca.crt")
   cat >"$file.tmp" <<EOF
 apiVersion: v1
@@ -100,7 +102,7 @@ kind: Config
 clusters:
 - name: dialtone-local
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://127.0.0.1:$port
     certificate-authority-data: $ca
 users:
 - name: $user
@@ -114,9 +116,9 @@ EOF
   chmod 600 "$file.tmp"; mv "$file.tmp" "$file"
 }
 
-apiserver_ready() {
+apiserver_ready() { # [PORT]
   curl -fsS --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token_of admin)" \
-    "https://127.0.0.1:$API_PORT/readyz" >/dev/null
+    "https://127.0.0.1:${1:-$API_PORT}/readyz" >/dev/null
 }
 
 sim_node_bin() {
@@ -124,6 +126,23 @@ sim_node_bin() {
   local target="${CARGO_TARGET_DIR:-$REPO/target}"
   (cd "$REPO" && cargo build --quiet -p sim-node) >&2
   echo "$target/debug/sim-node"
+}
+
+# start_apiserver NAME PORT: a kube-apiserver on etcd, with the shared PKI.
+start_apiserver() {
+  local name=$1 port=$2
+  pid_alive "$name" && return 0
+  start "$name" "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" --insecure-port 0 \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+    --allow-privileged=true --profiling=false --max-requests-inflight 800 --max-mutating-requests-inflight 400
 }
 
 cmd_up() {
@@ -144,19 +163,7 @@ cmd_up() {
     wait_for 30 etcd curl -fsS "http://127.0.0.1:$ETCD_PORT/health" || { tail -n 20 "$LOGS/etcd.log" >&2; die "etcd did not start"; }
   fi
 
-  if ! pid_alive kube-apiserver; then
-    start kube-apiserver "$BIN/kube-apiserver" \
-      --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
-      --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-      --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
-      --authorization-mode RBAC \
-      --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-      --service-account-issuer https://kubernetes.default.svc.cluster.local \
-      --api-audiences https://kubernetes.default.svc.cluster.local \
-      --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
-      --allow-privileged=true --profiling=false --max-requests-inflight 800 --max-mutating-requests-inflight 400
-  fi
+  start_apiserver kube-apiserver "$API_PORT"
   wait_for 120 apiserver apiserver_ready || { tail -n 30 "$LOGS/kube-apiserver.log" >&2; die "kube-apiserver not ready (log: $LOGS/kube-apiserver.log)"; }
   write_kubeconfig "$KUBECONFIG_FILE" admin
   write_kubeconfig "$DIR/kcm.kubeconfig" system:kube-controller-manager
@@ -184,8 +191,23 @@ cmd_up() {
   log "up in $((SECONDS - t0))s: apiserver https://127.0.0.1:$API_PORT, kubeconfig $KUBECONFIG_FILE"
 }
 
+# A second apiserver on the same etcd, for tests that stop and start "the apiserver" without
+# disturbing everything else: `spare up` prints its kubeconfig, `spare down` stops it.
+SPARE_PORT=$((API_PORT + 2))
+cmd_spare() {
+  case "${1:-}" in
+    up)
+      start_apiserver kube-apiserver-spare "$SPARE_PORT"
+      wait_for 120 spare apiserver_ready "$SPARE_PORT" || die "spare apiserver not ready ($LOGS/kube-apiserver-spare.log)"
+      write_kubeconfig "$DIR/spare.kubeconfig" admin "$SPARE_PORT"
+      echo "$DIR/spare.kubeconfig" ;;
+    down) stop kube-apiserver-spare ;;
+    *) die "usage: $0 spare up|down" ;;
+  esac
+}
+
 cmd_down() {
-  for p in sim-node kube-controller-manager kube-apiserver etcd; do stop "$p"; done
+  for p in sim-node kube-controller-manager kube-apiserver-spare kube-apiserver etcd; do stop "$p"; done
   rm -rf "/dev/shm/dialtone-etcd-$ETCD_PORT" "$DIR/etcd"
   log "down"
 }
@@ -204,6 +226,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
+  spare) cmd_spare "${2:-}" ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE; export PATH=$BIN:\$PATH" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|env|spare up|down" >&2; exit 2 ;;
 esac

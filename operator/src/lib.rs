@@ -13,6 +13,7 @@ pub mod desired;
 pub mod leader;
 pub mod liveness;
 pub mod metrics;
+pub mod readiness;
 pub mod restart_budget;
 pub mod supervisor;
 pub mod telemetry;

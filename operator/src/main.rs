@@ -23,8 +23,47 @@ struct Cli {
 enum Command {
     /// Run the controller (reconciles TelephonyServices).
     Run(RunArgs),
+    /// Serve the readiness API and dashboard for the main app (200 ready / 503 not).
+    Readiness(ReadinessArgs),
     /// Print the TelephonyService CRD as YAML.
     Crd,
+}
+
+#[derive(Args)]
+struct ReadinessArgs {
+    /// Address to serve on.
+    #[arg(long, env = "DIALTONE_READINESS_ADDR", default_value = "0.0.0.0:8080")]
+    addr: SocketAddr,
+    /// Only these namespaces (comma-separated; default: all).
+    #[arg(long, env = "DIALTONE_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Answer `unknown` (503) once the watch has been unconfirmed this long: `10s`, `500ms`, `10`.
+    #[arg(long, env = "DIALTONE_STALE_AFTER", default_value = "10s", value_parser = parse_duration)]
+    stale_after: std::time::Duration,
+    /// Browser origins allowed by CORS (comma-separated; default: none).
+    #[arg(long, env = "DIALTONE_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origin: Vec<String>,
+    #[arg(long, env = "DIALTONE_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !(0.1..=3600.0).contains(&secs) {
+        return Err("must be between 100ms and 60m".into());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Args)]
@@ -59,6 +98,10 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(run(args))?;
+        }
+        Command::Readiness(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(readiness(args))?;
         }
     }
     Ok(())
@@ -134,6 +177,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn readiness(args: ReadinessArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let settings = telephony_operator::readiness::Settings {
+        addr: args.addr,
+        namespaces: args.namespaces,
+        stale_after: args.stale_after,
+        cors_origins: args.cors_origin,
+    };
+    telephony_operator::readiness::run(client, settings, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

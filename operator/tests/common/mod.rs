@@ -164,3 +164,35 @@ impl Operator {
         let _ = self.child.kill().await;
     }
 }
+
+/// `telephony-operator readiness` as a child process, serving on 127.0.0.1.
+pub struct ReadinessProcess {
+    _child: Child,
+    pub url: String,
+}
+
+impl ReadinessProcess {
+    pub fn start(ns: &str, kubeconfig: &std::path::Path, stale_after: &str) -> ReadinessProcess {
+        let port = testing::free_port();
+        let dir = testing::repo_root().join("target").join("e2e-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        let out = std::fs::File::create(dir.join(format!("{ns}-readiness.log"))).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_telephony-operator"))
+            .args(["readiness", "--namespaces", ns, "--stale-after", stale_after, "--log-format", "json"])
+            .arg(format!("--addr=127.0.0.1:{port}"))
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start readiness service");
+        ReadinessProcess { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// HTTP status and JSON body of `GET /v1/status/{ns}/{name}`.
+    pub async fn status(&self, ns: &str, name: &str) -> Option<(u16, serde_json::Value)> {
+        let (code, body) = testing::get(&format!("{}/v1/status/{ns}/{name}", self.url)).await?;
+        Some((code, serde_json::from_str(&body).ok()?))
+    }
+}

@@ -1,0 +1,245 @@
+//! HTTP API of the readiness service: JSON status answers with ETags, an SSE stream of changes,
+//! the dashboard page, health and metrics. Bad paths, methods and queries get JSON 4xx errors.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::{stream, Stream, StreamExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::{now_ms, Change, Readiness};
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    stale: Gauge,
+    services: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let (requests, stale, services) = (Family::default(), Gauge::default(), Gauge::default());
+        let mut registry = Registry::default();
+        let r = registry.sub_registry_with_prefix("dialtone_readiness");
+        r.register("http_requests", "Requests served, by route and status", requests.clone());
+        r.register("stale", "1 while the watch can't be trusted (every answer is unknown)", stale.clone());
+        r.register("services", "TelephonyServices visible", services.clone());
+        Metrics { requests, stale, services, registry }
+    }
+}
+
+pub fn router(state: Arc<Readiness>) -> Router {
+    let mut app = Router::new()
+        .route("/", get(dashboard))
+        .route("/v1/status", get(list))
+        .route("/v1/status/{namespace}/{name}", get(one))
+        .route("/v1/watch", get(watch))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error(StatusCode::NOT_FOUND, "no such route; see GET /v1/status/{namespace}/{name}")
+        })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served") })
+        .layer(middleware::from_fn(no_query_strings))
+        .layer(middleware::from_fn_with_state(state.clone(), count));
+    if !state.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET])
+                .allow_headers([header::IF_NONE_MATCH])
+                .expose_headers([header::ETAG]),
+        );
+    }
+    app.with_state(state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": { "code": status.as_u16(), "message": message } })))
+        .into_response()
+}
+
+/// JSON with `Cache-Control: no-cache` and an ETag, so polling clients get cheap 304s.
+fn cached_json<T: Serialize>(status: StatusCode, body: &T, headers: &HeaderMap) -> Response {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
+    };
+    let hash =
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let etag = format!("\"{hash:016x}\"");
+    let common = [(header::CACHE_CONTROL, "no-cache".to_string()), (header::ETAG, etag.clone())];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (status, common, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// Kubernetes names: lowercase letters, digits, '-' and '.', at most 253.
+fn valid_name(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+async fn one(
+    State(st): State<Arc<Readiness>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !valid_name(&ns) || !valid_name(&name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "namespace and name must be Kubernetes names (lowercase, digits, '-', '.')",
+        );
+    }
+    if !st.in_scope(&ns) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("namespace {ns} is not watched by this readiness service"),
+        );
+    }
+    match st.status(&ns, &name) {
+        Some(v) => {
+            let code = StatusCode::from_u16(v.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            cached_json(code, &v, &headers)
+        }
+        None if st.freshness.is_stale(now_ms()) => {
+            // We can't even say whether it exists: unknown, not "not found".
+            let body = serde_json::json!({
+                "namespace": ns, "name": name, "status": "unknown", "healthy": false,
+                "timestamp": st.freshness.confirmed_ms(),
+                "message": "the readiness service has lost its watch of the Kubernetes API; state unknown",
+            });
+            cached_json(StatusCode::SERVICE_UNAVAILABLE, &body, &headers)
+        }
+        None => error(StatusCode::NOT_FOUND, &format!("no TelephonyService {ns}/{name}")),
+    }
+}
+
+async fn list(State(st): State<Arc<Readiness>>, headers: HeaderMap) -> Response {
+    let all = st.all();
+    cached_json(StatusCode::OK, &serde_json::json!({ "items": all }), &headers)
+}
+
+/// The current state of every service, then one event per change; heartbeats every 15 s.
+async fn watch(State(st): State<Arc<Readiness>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = st.changes.subscribe();
+    let snapshot: Vec<Event> =
+        st.all().iter().filter_map(|v| Event::default().event("status").json_data(v).ok()).collect();
+    let updates = stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(Change::Status(v)) => Event::default().event("status").json_data(&*v).ok(),
+            Ok(Change::Deleted { namespace, name }) => Event::default()
+                .event("deleted")
+                .json_data(serde_json::json!({ "namespace": namespace, "name": name }))
+                .ok(),
+            // Too slow to keep up: tell the client to fetch /v1/status again.
+            Err(RecvError::Lagged(_)) => Some(Event::default().event("resync").data("{}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((event, rx))
+    })
+    .filter_map(|e| async move { e });
+    let events = stream::iter(snapshot).chain(updates).map(Ok);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
+}
+
+async fn readyz(State(st): State<Arc<Readiness>>) -> Response {
+    if st.freshness.is_stale(now_ms()) {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the watch of TelephonyServices is not confirmed; answers are unknown",
+        )
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics(State(st): State<Arc<Readiness>>) -> Response {
+    st.metrics.stale.set(i64::from(st.freshness.is_stale(now_ms())));
+    st.metrics
+        .services
+        .set(i64::try_from(st.scopes.iter().map(|(_, s)| s.state().len()).sum::<usize>()).unwrap_or(0));
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &st.metrics.registry).is_err() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed");
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        .into_response()
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+async fn no_query_strings(req: Request, next: Next) -> Response {
+    if req.uri().query().is_some_and(|q| !q.is_empty()) {
+        return error(StatusCode::BAD_REQUEST, "query parameters are not accepted");
+    }
+    next.run(req).await
+}
+
+async fn count(State(st): State<Arc<Readiness>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let res = next.run(req).await;
+    st.metrics.requests.get_or_create(&RequestLabels { route, status: res.status().as_u16() }).inc();
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn kubernetes_names() {
+        assert!(valid_name("calls") && valid_name("shop-prod") && valid_name("a.b"));
+        assert!(
+            !valid_name("")
+                && !valid_name("Calls")
+                && !valid_name("-x")
+                && !valid_name("a_b")
+                && !valid_name(&"a".repeat(254))
+        );
+    }
+}

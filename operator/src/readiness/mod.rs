@@ -1,0 +1,199 @@
+//! The readiness service: tells the main app, cheaply and instantly and without Kubernetes
+//! credentials, whether telephony is available. Every answer comes from memory (a watch of
+//! TelephonyServices); when the watch can't be trusted, every answer is `unknown` (503).
+
+mod freshness;
+mod http;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use tokio::sync::broadcast;
+
+pub use freshness::{now_ms, Freshness};
+pub use http::router;
+
+use crate::crd::TelephonyService;
+use view::StatusView;
+
+/// What changed, for the SSE stream.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Status(Arc<StatusView>),
+    Deleted { namespace: String, name: String },
+}
+
+/// Everything the HTTP layer reads.
+pub struct Readiness {
+    /// One cache per watched scope: `None` watches all namespaces.
+    pub scopes: Vec<(Option<String>, Store<TelephonyService>)>,
+    pub freshness: Freshness,
+    pub changes: broadcast::Sender<Change>,
+    pub metrics: http::Metrics,
+    pub cors_origins: Vec<String>,
+}
+
+impl Readiness {
+    fn store_for(&self, namespace: &str) -> Option<&Store<TelephonyService>> {
+        self.scopes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace)).map(|(_, s)| s)
+    }
+
+    pub fn in_scope(&self, namespace: &str) -> bool {
+        self.store_for(namespace).is_some()
+    }
+
+    /// The answer for one service, or None when it doesn't exist.
+    pub fn status(&self, namespace: &str, name: &str) -> Option<StatusView> {
+        let store = self.store_for(namespace)?;
+        let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
+        let now = now_ms();
+        Some(view::view(&obj, self.freshness.confirmed_ms(), self.freshness.is_stale(now)))
+    }
+
+    /// Every visible service, sorted by namespace and name.
+    pub fn all(&self) -> Vec<StatusView> {
+        let stale = self.freshness.is_stale(now_ms());
+        let confirmed = self.freshness.confirmed_ms();
+        let mut all: Vec<StatusView> = self
+            .scopes
+            .iter()
+            .flat_map(|(_, s)| s.state())
+            .map(|t| view::view(&t, confirmed, stale))
+            .collect();
+        all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        all
+    }
+}
+
+/// Settings of `telephony-operator readiness`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub namespaces: Vec<String>,
+    pub stale_after: Duration,
+    pub cors_origins: Vec<String>,
+}
+
+/// Runs the readiness service until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (changes, _) = broadcast::channel(1024);
+    let scopes_wanted: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut scopes = Vec::new();
+    let mut streams = Vec::new();
+    for ns in scopes_wanted {
+        let api: Api<TelephonyService> = match &ns {
+            Some(n) => Api::namespaced(client.clone(), n),
+            None => Api::all(client.clone()),
+        };
+        let (store, writer) = reflector::store();
+        // Keep only what answers need: managedFields and the supervisor's history are dropped.
+        let stream = reflector::reflector(
+            writer,
+            watcher(api.clone(), watcher::Config::default()).default_backoff().modify(|t| {
+                t.managed_fields_mut().clear();
+                if let Some(s) = t.status.as_mut() {
+                    s.history = Default::default();
+                }
+            }),
+        );
+        streams.push((api, stream.boxed()));
+        scopes.push((ns, store));
+    }
+    let state = Arc::new(Readiness {
+        scopes,
+        freshness: Freshness::new(settings.stale_after),
+        changes,
+        metrics: http::Metrics::default(),
+        cors_origins: settings.cors_origins.clone(),
+    });
+
+    let synced_scopes = Arc::new(AtomicUsize::new(0));
+    for (api, mut stream) in streams {
+        let st = state.clone();
+        let synced_scopes = synced_scopes.clone();
+        tokio::spawn(async move {
+            let mut listed = false;
+            while let Some(event) = stream.next().await {
+                let now = now_ms();
+                st.freshness.watch_event(event.is_ok(), now);
+                match event {
+                    Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
+                        let v = view::view(&t, st.freshness.confirmed_ms(), st.freshness.is_stale(now));
+                        let _ = st.changes.send(Change::Status(Arc::new(v)));
+                    }
+                    Ok(watcher::Event::Delete(t)) => {
+                        let _ = st.changes.send(Change::Deleted {
+                            namespace: t.namespace().unwrap_or_default(),
+                            name: t.name_any(),
+                        });
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        // The reflector has swapped the full list into the cache before this.
+                        if !listed {
+                            listed = true;
+                            if synced_scopes.fetch_add(1, Ordering::SeqCst) + 1 == st.scopes.len() {
+                                st.freshness.set_synced();
+                            }
+                        }
+                    }
+                    Ok(watcher::Event::Init) => {}
+                    Err(e) => tracing::warn!(error = %e, "TelephonyService watch failed; retrying"),
+                }
+            }
+        });
+        // The probe: a cheap list that proves the API still answers for this scope.
+        let st = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(st.freshness.probe_period());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let one = ListParams::default().limit(1);
+            loop {
+                tick.tick().await;
+                let started = now_ms();
+                let probe = tokio::time::timeout(st.freshness.probe_period(), api.list_metadata(&one));
+                if let Ok(Ok(_)) = probe.await {
+                    st.freshness.probe_ok(started);
+                }
+            }
+        });
+    }
+
+    // Staleness flips change every answer: tell SSE clients.
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut was_stale = true;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let stale = st.freshness.is_stale(now_ms());
+            if stale != was_stale {
+                tracing::info!(stale, "readiness data {}", if stale { "went stale" } else { "is fresh" });
+                for v in st.all() {
+                    let _ = st.changes.send(Change::Status(Arc::new(v)));
+                }
+                was_stale = stale;
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.addr).await?;
+    tracing::info!(addr = %settings.addr, namespaces = ?settings.namespaces, "readiness service listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The readiness service on the real control plane: answers flip with faults within a second,
+//! the SSE stream carries the same transitions, and losing the API makes answers `unknown`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kube::ResourceExt;
+use telephony_operator::crd::Phase;
+use testing::wait_until;
+
+async fn until_code(r: &ReadinessProcess, ns: &str, want: u16, secs: u64) -> (Duration, serde_json::Value) {
+    let t0 = Instant::now();
+    let body = wait_until(Duration::from_secs(secs), &format!("readiness {want}"), || async {
+        r.status(ns, "calls").await.filter(|(c, _)| *c == want).map(|(_, b)| b)
+    })
+    .await;
+    (t0.elapsed(), body)
+}
+
+/// Collects `(status, healthy)` of `ns/calls` from the SSE stream until dropped.
+fn sse_statuses(url: String, ns: String) -> tokio::sync::mpsc::UnboundedReceiver<(String, bool)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let res =
+            testing::http().get(format!("{url}/v1/watch")).timeout(Duration::from_secs(120)).send().await;
+        let Ok(mut res) = res else { return };
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let data = frame.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+                if let Some(v) = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()) {
+                    if v["namespace"] == ns.as_str() && v["name"] == "calls" {
+                        let _ = tx.send((
+                            v["status"].as_str().unwrap_or_default().to_string(),
+                            v["healthy"] == true,
+                        ));
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
+    let ns = setup("readiness").await;
+    let _op = Operator::start(&ns.name);
+    let r = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    let (_, body) = until_code(&r, &ns.name, 200, 30).await;
+    assert_eq!((body["status"].as_str(), body["healthy"].as_bool()), (Some("ready"), Some(true)));
+    assert!(body["timestamp"].as_i64().unwrap_or(0) > 0);
+    let mut events = sse_statuses(r.url.clone(), ns.name.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // crash: 503 while the only worker is down, then 200 again.
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+    set_fault(&ns, &pod, Some("crash")).await;
+    let (took, body) = until_code(&r, &ns.name, 503, 10).await;
+    eprintln!("crash → readiness 503 in {took:?}");
+    assert_eq!(body["healthy"], false);
+    until_code(&r, &ns.name, 200, 30).await;
+
+    // notready: 503 for as long as it holds.
+    set_fault(&ns, &pod, Some("notready")).await;
+    let (took, _) = until_code(&r, &ns.name, 503, 10).await;
+    eprintln!("notready → readiness 503 in {took:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.status(&ns.name, "calls").await.map(|s| s.0),
+        Some(503),
+        "still unavailable while not ready"
+    );
+    set_fault(&ns, &pod, None).await;
+    until_code(&r, &ns.name, 200, 30).await;
+
+    // The SSE stream carried ready → unavailable → ready, twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if seen.last() != Some(&e) {
+            seen.push(e);
+        }
+    }
+    let flips = seen.windows(2).filter(|w| w[0].1 && !w[1].1).count();
+    let recoveries = seen.windows(2).filter(|w| !w[0].1 && w[1].1).count();
+    assert!(flips >= 2 && recoveries >= 2, "SSE transitions: {seen:?}");
+    assert_eq!(seen.last().map(|e| e.0.as_str()), Some("ready"));
+
+    // Unknown services are a JSON 404; a bad path a 400.
+    assert_eq!(r.status(&ns.name, "nope").await.map(|s| s.0), Some(404));
+    assert_eq!(
+        testing::get(&format!("{}/v1/status/{}/Bad_Name", r.url, ns.name)).await.map(|s| s.0),
+        Some(400)
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn answers_are_unknown_when_the_api_is_lost_and_recover_after() {
+    let ns = setup("stale").await;
+    let _op = Operator::start(&ns.name);
+    let cluster = testing::repo_root().join("scripts/cluster.sh");
+    let spare = |action: &str| {
+        let out = std::process::Command::new("bash")
+            .arg(&cluster)
+            .args(["spare", action])
+            .output()
+            .expect("cluster.sh");
+        assert!(out.status.success(), "spare {action}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let kubeconfig = std::path::PathBuf::from(spare("up"));
+    // The readiness service talks to the spare apiserver only; everything else keeps the main one.
+    let r = ReadinessProcess::start(&ns.name, &kubeconfig, "2s");
+    create(&ns, &tsvc("calls", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    until_code(&r, &ns.name, 200, 30).await;
+    assert_eq!(testing::get(&format!("{}/readyz", r.url)).await.map(|s| s.0), Some(200));
+
+    // Stop it in the background (a graceful stop takes seconds) and watch the answers meanwhile.
+    let stopping = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || std::process::Command::new("bash").arg(&cluster).args(["spare", "down"]).status()
+    });
+    let (_, body) = until_code(&r, &ns.name, 503, 30).await;
+    let unknown_at = jiff::Timestamp::now().as_millisecond();
+    assert_eq!(body["status"], "unknown");
+    let unconfirmed_for = unknown_at - body["timestamp"].as_i64().unwrap_or(0);
+    eprintln!("unknown once unconfirmed for {unconfirmed_for} ms (stale-after 2s)");
+    assert!(
+        unconfirmed_for >= 1900,
+        "unknown only after --stale-after without confirmation: {unconfirmed_for} ms"
+    );
+    assert!(stopping.await.expect("join").expect("cluster.sh").success());
+    assert_eq!(testing::get(&format!("{}/readyz", r.url)).await.map(|s| s.0), Some(503));
+
+    spare("up");
+    let (_, body) = until_code(&r, &ns.name, 200, 60).await;
+    assert_eq!(body["status"], "ready");
+    spare("down");
+    ns.delete().await;
+}
