@@ -22,3 +22,16 @@ if [ ! -x "$PRISM_DIR/node_modules/.bin/prism" ]; then
   (cd "$PRISM_DIR" && npm install --silent --no-audit --no-fund --no-save @stoplight/prism-cli@5.16.0 >/dev/null 2>&1) \
     || { echo "setup: installing Prism from npm failed" >&2; exit 1; }
 fi
+
+# Headless Chromium + playwright-core for the dashboard's browser test; wrk + nginx for benchmarks.
+need=()
+for p in chromium wrk nginx-light; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+PW_DIR="$CACHE/playwright-core"
+if [ ! -d "$PW_DIR/node_modules/playwright-core" ]; then
+  mkdir -p "$PW_DIR"
+  (cd "$PW_DIR" && npm install --silent --no-audit --no-fund --no-save playwright-core@1 >/dev/null 2>&1) \
+    || { echo "setup: installing playwright-core from npm failed" >&2; exit 1; }
+fi

@@ -183,7 +183,10 @@ pub fn decide(obs: &Observed) -> Decision {
     let rolling = rollout_in_progress(obs.deployment, generation, desired_replicas, live.len());
     let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
     let hung = !detection.hung.is_empty();
-    let has_failures = used > 0 || stuck.is_some() || hung;
+    // Once serving in this generation, losing workers is degradation, not "still starting".
+    let was_serving =
+        matches!(prev.phase, Phase::Ready | Phase::Degraded) && prev.observed_generation == Some(generation);
+    let has_failures = used > 0 || stuck.is_some() || hung || was_serving;
     let phase = if open {
         Phase::Failed
     } else if spec.replicas == 0 {

@@ -147,3 +147,52 @@ async fn answers_are_unknown_when_the_api_is_lost_and_recover_after() {
     spare("down");
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_services_and_changes_live_in_a_browser() {
+    use tokio::io::AsyncBufReadExt;
+
+    let ns = setup("dashboard").await;
+    let _op = Operator::start(&ns.name);
+    let r = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
+    create(&ns, &tsvc("calls", serde_json::json!({ "replicas": 2 }))).await;
+    create(&ns, &tsvc("sms", serde_json::json!({}))).await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready && s.ready_replicas == 2).await;
+    wait_status(&ns, "sms", 60, "Ready", |s| s.phase == Phase::Ready).await;
+
+    let cache = std::env::var_os("DIALTONE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dialtone")
+    });
+    let modules = cache.join("playwright-core/node_modules");
+    assert!(modules.join("playwright-core").exists(), "playwright-core missing: run scripts/setup.sh");
+    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "chromium missing: run scripts/setup.sh");
+    let logs = testing::repo_root().join("target/e2e-logs");
+    let script = testing::repo_root().join("operator/tests/browser/dashboard.cjs");
+    let mut browser = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("{}/", r.url))
+        .arg(format!("{}/calls", ns.name))
+        .arg(logs.join("dashboard-before.png"))
+        .arg(logs.join("dashboard.png"))
+        .env("NODE_PATH", &modules)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::BufReader::new(browser.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("page loaded");
+    assert_eq!(first.expect("read").as_deref(), Some("READY"), "the page shows calls as ready");
+
+    // A fault on the cluster: both workers of `calls` stop being ready.
+    for p in worker_pods(&ns, "calls").await {
+        set_fault(&ns, &p.name_any(), Some("notready")).await;
+    }
+    let changed =
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("page changed");
+    let changed = changed.expect("read").unwrap_or_default();
+    assert!(changed.starts_with("CHANGED ") && !changed.ends_with("ready"), "{changed}");
+    let status = browser.wait().await.expect("node exit");
+    assert!(status.success(), "browser script failed");
+    assert!(logs.join("dashboard.png").exists());
+    ns.delete().await;
+}

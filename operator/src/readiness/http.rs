@@ -229,7 +229,124 @@ async fn count(State(st): State<Arc<Readiness>>, req: Request, next: Next) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::*;
+    use crate::crd::{Phase, TelephonyService, TelephonyServiceStatus};
+    use crate::readiness::Freshness;
+    use axum::body::Body;
+    use kube::runtime::{reflector, watcher};
+    use tower::ServiceExt;
+
+    fn service(phase: Phase, ready: i32) -> TelephonyService {
+        let mut t = crate::desired::tests::sample();
+        t.status = Some(TelephonyServiceStatus {
+            phase,
+            observed_generation: Some(1),
+            ready_replicas: ready,
+            replicas: 1,
+            ..Default::default()
+        });
+        t
+    }
+
+    fn app(objects: Vec<TelephonyService>, fresh: bool) -> Router {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let freshness = Freshness::new(Duration::from_secs(10));
+        if fresh {
+            freshness.set_synced();
+            freshness.watch_event(true, now_ms());
+        }
+        router(Arc::new(Readiness {
+            scopes: vec![(None, store)],
+            freshness,
+            changes: tokio::sync::broadcast::channel(16).0,
+            metrics: Metrics::default(),
+            cors_origins: vec!["https://app.example.com".into()],
+        }))
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    async fn json(res: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ready_is_200_and_an_unchanged_answer_is_a_304() {
+        let app = app(vec![service(Phase::Ready, 1)], true);
+        let res = call(&app, "GET", "/v1/status/shop/calls", &[]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache");
+        let etag = res.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(json(res).await["status"], "ready");
+        let again = call(&app, "GET", "/v1/status/shop/calls", &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG].to_str().unwrap(), etag);
+        let other = call(&app, "GET", "/v1/status/shop/calls", &[("if-none-match", "\"0000\"")]).await;
+        assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn failed_and_stale_answers_are_503() {
+        let failed = app(vec![service(Phase::Failed, 0)], true);
+        let res = call(&failed, "GET", "/v1/status/shop/calls", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(res).await["status"], "failed");
+        let stale = app(vec![service(Phase::Ready, 1)], false);
+        let res = call(&stale, "GET", "/v1/status/shop/calls", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json(res).await["status"], "unknown");
+        assert_eq!(call(&stale, "GET", "/readyz", &[]).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let res = call(&stale, "GET", "/v1/status/shop/missing", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "can't tell whether it exists");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_json_errors() {
+        let app = app(vec![service(Phase::Ready, 1)], true);
+        for (method, uri, want) in [
+            ("GET", "/v1/status/shop/missing", StatusCode::NOT_FOUND),
+            ("GET", "/v1/status/Shop/calls", StatusCode::BAD_REQUEST),
+            ("GET", "/v1/status/shop/calls?verbose=1", StatusCode::BAD_REQUEST),
+            ("POST", "/v1/status/shop/calls", StatusCode::METHOD_NOT_ALLOWED),
+            ("GET", "/v2/anything", StatusCode::NOT_FOUND),
+        ] {
+            let res = call(&app, method, uri, &[]).await;
+            assert_eq!(res.status(), want, "{method} {uri}");
+            assert!(json(res).await["error"]["message"].is_string(), "{method} {uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cors_allows_only_listed_origins() {
+        let app = app(vec![service(Phase::Ready, 1)], true);
+        let ok = call(&app, "GET", "/v1/status/shop/calls", &[("origin", "https://app.example.com")]).await;
+        assert_eq!(ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        let other = call(&app, "GET", "/v1/status/shop/calls", &[("origin", "https://evil.example")]).await;
+        assert!(other.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_list_and_the_dashboard() {
+        let app = app(vec![service(Phase::Ready, 1)], true);
+        let list = json(call(&app, "GET", "/v1/status", &[]).await).await;
+        assert_eq!(list["items"][0]["name"], "calls");
+        let page = call(&app, "GET", "/", &[]).await;
+        assert!(page.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let html = axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&html).contains("EventSource(\"/v1/watch\")"));
+    }
 
     #[test]
     fn kubernetes_names() {

@@ -222,3 +222,17 @@ fn conditions_keep_their_transition_times() {
     let b = sim.look(100, vec![pod("w-1", true, 0)]);
     assert_eq!(a.status.conditions, b.status.conditions);
 }
+
+#[test]
+fn losing_ready_workers_without_restarts_is_degraded_not_starting() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    let d = sim.look(5, vec![pod("w-1", false, 0)]);
+    assert_eq!(d.status.phase, Phase::Degraded);
+    assert_eq!(ready_reason(&d), "ReplicasNotReady");
+    assert_eq!(d.status.message.as_deref(), Some("0/1 workers ready"));
+    // A new generation starts over: not ready yet is "progressing" again.
+    sim.tsvc.metadata.generation = Some(2);
+    sim.tsvc.spec.image = "registry.example.com/dialtone/telephony-pod:0.2.0".into();
+    assert_eq!(sim.look(6, vec![pod("w-2", false, 0)]).status.phase, Phase::Progressing);
+}
