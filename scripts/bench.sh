@@ -2,7 +2,7 @@
 # Dialtone's benchmarks, each printed next to the baseline measured in the same run, written to
 # docs/benchmarks.md. Builds release binaries and uses the local control plane (started if needed).
 #   scripts/bench.sh                 all benchmarks at full size
-#   DETECTION_SAMPLES=100 WORKER_REQUESTS=1000 scripts/bench.sh
+#   DETECTION_SAMPLES=100 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -20,6 +20,7 @@ tmp=$(mktemp)
   echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
   echo "$(uname -sm), Kubernetes 1.20.2 control plane and the simulated node on loopback, release builds."
   "$T/dialtone-bench" detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
+  "$T/dialtone-bench" readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"
   "$T/dialtone-bench" worker --requests "${WORKER_REQUESTS:-1000}" --starts 5 --worker "$T/telephony-pod"
 } | tee "$tmp"
 mv "$tmp" "$out"

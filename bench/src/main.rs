@@ -2,6 +2,7 @@
 //! and the baseline it is compared with, measured in the same run.
 
 mod detection;
+mod readiness;
 mod stats;
 mod worker;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Bench {
     /// Failure detection: `crash` injections → TelephonyService status updated.
     Detection(detection::Args),
+    /// Readiness service throughput vs nginx, and its memory with N services.
+    Readiness(readiness::Args),
     /// Latency the worker adds over a direct call to the same mock, and its start-up time.
     Worker(worker::Args),
 }
@@ -27,5 +30,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Detection(args) => detection::run(args).await,
         Bench::Worker(args) => worker::run(args).await,
+        Bench::Readiness(args) => readiness::run(args).await,
     }
 }

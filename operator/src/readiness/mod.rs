@@ -73,6 +73,31 @@ impl Readiness {
     }
 }
 
+/// Keeps only what answers need (name, namespace, status with its Ready condition): with a thousand
+/// services cached, the rest of each object would be most of the service's memory.
+fn slim(t: &mut TelephonyService) {
+    let meta = &mut t.metadata;
+    *meta = kube::api::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        ..Default::default()
+    };
+    t.spec.image = String::new();
+    t.spec.telnyx.connection_id = String::new();
+    t.spec.telnyx.base_url = String::new();
+    t.spec.resources = Default::default();
+    t.spec.pod = Default::default();
+    if let Some(s) = t.status.as_mut() {
+        s.history = Default::default();
+        s.conditions.retain(|c| c.type_ == "Ready");
+        for c in &mut s.conditions {
+            c.message = String::new();
+        }
+    }
+}
+
 /// Settings of `telephony-operator readiness`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -102,15 +127,9 @@ pub async fn run(
             None => Api::all(client.clone()),
         };
         let (store, writer) = reflector::store();
-        // Keep only what answers need: managedFields and the supervisor's history are dropped.
         let stream = reflector::reflector(
             writer,
-            watcher(api.clone(), watcher::Config::default()).default_backoff().modify(|t| {
-                t.managed_fields_mut().clear();
-                if let Some(s) = t.status.as_mut() {
-                    s.history = Default::default();
-                }
-            }),
+            watcher(api.clone(), watcher::Config::default().page_size(100)).default_backoff().modify(slim),
         );
         streams.push((api, stream.boxed()));
         scopes.push((ns, store));

@@ -1,0 +1,173 @@
+//! Readiness throughput: wrk on loopback against `GET /v1/status/{ns}/{name}` and, with the same
+//! settings in the same run, against nginx (one worker) serving the same JSON as a static file.
+//! Also the readiness service's memory with N services in its cache.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use telephony_operator::crd::TelephonyService;
+use testing::{wait_until, TestNamespace};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// TelephonyServices in the readiness service's cache.
+    #[arg(long, default_value_t = 1000)]
+    services: usize,
+    /// wrk duration per target, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// wrk connections: each level is measured on both targets.
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    connections: Vec<u32>,
+    #[arg(long, default_value = "target/release/telephony-operator")]
+    operator: String,
+}
+
+struct Wrk {
+    rps: f64,
+    p50: String,
+    p99: String,
+}
+
+fn wrk(url: &str, a: &Args, connections: u32) -> anyhow::Result<Wrk> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t", "1", "-c", &connections.to_string(), "-d", &format!("{}s", a.seconds), "--latency", url])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    anyhow::ensure!(!text.contains("Non-2xx"), "non-2xx answers from {url}:\n{text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
+            .unwrap_or_default()
+    };
+    Ok(Wrk { rps: field("Requests/sec:").parse().unwrap_or(0.0), p50: field("50%"), p99: field("99%") })
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ns = TestNamespace::create("bench-ready").await;
+    let crd = TelephonyService::crd();
+    Api::<CustomResourceDefinition>::all(ns.client.clone())
+        .patch(&crd.name_any(), &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // N services with a Ready status (written directly: this measures the readiness service only).
+    let api = ns.api::<TelephonyService>();
+    let spec: telephony_operator::crd::TelephonyServiceSpec = serde_json::from_value(serde_json::json!({
+        "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
+        "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "bench" }
+    }))?;
+    let status = serde_json::json!({ "status": {
+        "phase": "Ready", "observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "ready": "1/1",
+        "restarts": "0/3", "message": "1/1 workers ready", "endpoint": "http://x-worker.bench.svc:8080",
+        "restartBudget": { "used": 0, "max": 3, "windowSeconds": 600 }
+    }});
+    let names: Vec<String> = (0..args.services).map(|i| format!("svc-{i}")).collect();
+    for chunk in names.chunks(50) {
+        futures::future::try_join_all(chunk.iter().map(|n| {
+            let (api, spec, status) = (api.clone(), spec.clone(), status.clone());
+            async move {
+                api.create(&PostParams::default(), &TelephonyService::new(n, spec)).await?;
+                api.patch_status(n, &PatchParams::default(), &Patch::Merge(&status)).await
+            }
+        }))
+        .await?;
+    }
+
+    let port = testing::free_port();
+    let mut child = tokio::process::Command::new(&args.operator)
+        .args([
+            "readiness",
+            "--log-format=json",
+            "--namespaces",
+            &ns.name,
+            &format!("--addr=127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", testing::kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let last =
+        format!("http://127.0.0.1:{port}/v1/status/{}/svc-{}", ns.name, args.services.saturating_sub(1));
+    wait_until(Duration::from_secs(60), "readiness serving every service", || async {
+        (testing::get(&last).await?.0 == 200).then_some(())
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/v1/status/{}/svc-0", ns.name);
+    let body = testing::get(&url).await.map(|r| r.1).unwrap_or_default();
+    let pid = child.id().unwrap_or(0);
+    let rss_idle = rss_mib(pid);
+
+    // nginx, one worker, serving the same bytes.
+    let dir = std::env::temp_dir().join(format!("dialtone-bench-nginx-{port}"));
+    std::fs::create_dir_all(dir.join("logs"))?;
+    std::fs::write(dir.join("status.json"), &body)?;
+    let nginx_port = testing::free_port();
+    let conf = format!(
+        "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/logs/error.log; user root;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; sendfile on; keepalive_requests 1000000; types {{ application/json json; }}\n\
+           server {{ listen 127.0.0.1:{nginx_port}; root {d}; location / {{ default_type application/json; }} }} }}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let mut nginx = tokio::process::Command::new("nginx")
+        .args(["-c", &dir.join("nginx.conf").display().to_string(), "-p", &dir.display().to_string()])
+        .kill_on_drop(true)
+        .spawn()?;
+    let nginx_url = format!("http://127.0.0.1:{nginx_port}/status.json");
+    wait_until(Duration::from_secs(10), "nginx", || async {
+        (testing::get(&nginx_url).await?.0 == 200).then_some(())
+    })
+    .await;
+
+    let mut results = Vec::new();
+    for &c in &args.connections {
+        let ours = tokio::task::block_in_place(|| wrk(&url, &args, c))?;
+        let theirs = tokio::task::block_in_place(|| wrk(&nginx_url, &args, c))?;
+        results.push((c, ours, theirs));
+    }
+    let rss_loaded = rss_mib(pid);
+    let _ = nginx.kill().await;
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    ns.delete().await;
+
+    println!(
+        "\n## Readiness throughput (wrk -t1 -d{}s, loopback, {} services cached)\n",
+        args.seconds, args.services
+    );
+    println!("| connections | target | requests/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (c, ours, theirs) in &results {
+        println!(
+            "| {c} | baseline: nginx, 1 worker, the same JSON as a static file | {:.0} | {} | {} |",
+            theirs.rps, theirs.p50, theirs.p99
+        );
+        println!(
+            "| {c} | readiness service `GET /v1/status/{{ns}}/{{name}}` | {:.0} | {} | {} |",
+            ours.rps, ours.p50, ours.p99
+        );
+        println!("| {c} | ratio (readiness / nginx) | {:.2}× | | |", ours.rps / theirs.rps.max(1.0));
+    }
+    println!("\n## Readiness memory\n");
+    println!("| services cached | RSS idle | RSS after the load |");
+    println!("| --- | --- | --- |");
+    println!("| {} | {:.1} MiB | {:.1} MiB |", args.services, rss_idle, rss_loaded);
+    Ok(())
+}
