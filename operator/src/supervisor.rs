@@ -63,6 +63,22 @@ pub struct Decision {
     pub requeue: Duration,
 }
 
+impl Decision {
+    /// Report `status`, touch nothing (invalid spec, paused).
+    fn hands_off(status: TelephonyServiceStatus, events: Vec<Announcement>) -> Decision {
+        Decision {
+            deployment: None,
+            service: None,
+            restart_pods: vec![],
+            status,
+            events,
+            failures: vec![],
+            budget_exhausted: false,
+            requeue: RESYNC,
+        }
+    }
+}
+
 pub fn decide(obs: &Observed) -> Decision {
     let tsvc = obs.tsvc;
     let spec = &tsvc.spec;
@@ -92,16 +108,7 @@ pub fn decide(obs: &Observed) -> Decision {
         } else {
             vec![Announcement { severity: Severity::Warning, reason: "InvalidSpec", note: message }]
         };
-        return Decision {
-            deployment: None,
-            service: None,
-            restart_pods: vec![],
-            status,
-            events,
-            failures: vec![],
-            budget_exhausted: false,
-            requeue: RESYNC,
-        };
+        return Decision::hands_off(status, events);
     }
 
     let policy = Policy::from_spec(spec);
@@ -133,16 +140,7 @@ pub fn decide(obs: &Observed) -> Decision {
                 note: "supervision paused".into(),
             }]
         };
-        return Decision {
-            deployment: None,
-            service: None,
-            restart_pods: vec![],
-            status,
-            events,
-            failures: vec![],
-            budget_exhausted: false,
-            requeue: RESYNC,
-        };
+        return Decision::hands_off(status, events);
     }
 
     // Observe failures, then let the budget decide.
