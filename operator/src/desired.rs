@@ -240,12 +240,14 @@ pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
     obj.meta().annotations.as_ref()?.get(APPLIED_HASH).map(String::as_str)
 }
 
-/// FNV-1a over the JSON form: stable across builds and Rust versions (unlike `DefaultHasher`).
+/// Hash of the JSON form.
 fn content_hash<T: serde::Serialize>(obj: &T) -> String {
-    let bytes = serde_json::to_vec(obj).unwrap_or_default();
-    let hash =
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
-    format!("{hash:016x}")
+    format!("{:016x}", fnv1a(&serde_json::to_vec(obj).unwrap_or_default()))
+}
+
+/// FNV-1a: stable across builds and Rust versions (unlike `DefaultHasher`), for change detection.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -160,10 +160,7 @@ async fn the_dashboard_shows_services_and_changes_live_in_a_browser() {
     wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready && s.ready_replicas == 2).await;
     wait_status(&ns, "sms", 60, "Ready", |s| s.phase == Phase::Ready).await;
 
-    let cache = std::env::var_os("DIALTONE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dialtone")
-    });
-    let modules = cache.join("playwright-core/node_modules");
+    let modules = testing::cache_dir().join("playwright-core/node_modules");
     assert!(modules.join("playwright-core").exists(), "playwright-core missing: run scripts/setup.sh");
     assert!(std::path::Path::new("/usr/bin/chromium").exists(), "chromium missing: run scripts/setup.sh");
     let logs = testing::repo_root().join("target/e2e-logs");

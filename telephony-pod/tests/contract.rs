@@ -21,10 +21,7 @@ struct Prism {
 }
 
 fn prism_bin() -> PathBuf {
-    let cache = std::env::var_os("DIALTONE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("dialtone")
-    });
-    cache.join("prism-5.16.0/node_modules/.bin/prism")
+    testing::cache_dir().join("prism-5.16.0/node_modules/.bin/prism")
 }
 
 async fn prism() -> Prism {

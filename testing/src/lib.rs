@@ -105,13 +105,7 @@ where
 /// Runs the kubectl that `scripts/build-control-plane.sh` cached against the test cluster and
 /// returns its standard output; panics with its error output when it fails.
 pub fn kubectl(args: &[&str]) -> String {
-    let cache = std::env::var_os("DIALTONE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        base.join("dialtone")
-    });
-    let bin = cache.join("bin").join("kubectl");
+    let bin = cache_dir().join("bin").join("kubectl");
     let out = std::process::Command::new(&bin)
         .arg("--kubeconfig")
         .arg(kubeconfig_path())
@@ -138,4 +132,16 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
     let res = http().get(url).send().await.ok()?;
     let status = res.status().as_u16();
     Some((status, res.text().await.ok()?))
+}
+
+/// Where the scripts cache tools: `$DIALTONE_CACHE`, else `$XDG_CACHE_HOME/dialtone`, else
+/// `~/.cache/dialtone` (the same rule as `scripts/setup.sh`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DIALTONE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    base.join("dialtone")
 }

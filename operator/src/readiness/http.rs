@@ -90,8 +90,7 @@ fn cached_json<T: Serialize>(status: StatusCode, body: &T, headers: &HeaderMap) 
         Ok(b) => b,
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
     };
-    let hash =
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let hash = crate::desired::fnv1a(&bytes);
     let etag = format!("\"{hash:016x}\"");
     let common = [(header::CACHE_CONTROL, "no-cache".to_string()), (header::ETAG, etag.clone())];
     let matches = headers
