@@ -35,3 +35,10 @@ if [ ! -d "$PW_DIR/node_modules/playwright-core" ]; then
   (cd "$PW_DIR" && npm install --silent --no-audit --no-fund --no-save playwright-core@1 >/dev/null 2>&1) \
     || { echo "setup: installing playwright-core from npm failed" >&2; exit 1; }
 fi
+# Prometheus Operator CRD schemas: the chart test validates its ServiceMonitor and PrometheusRule.
+PM_DIR="$CACHE/prometheus-operator-models"
+if [ ! -d "$PM_DIR/node_modules/@kubernetes-models/prometheus-operator" ]; then
+  mkdir -p "$PM_DIR"
+  (cd "$PM_DIR" && npm install --silent --no-audit --no-fund --no-save @kubernetes-models/prometheus-operator@6 >/dev/null 2>&1) \
+    || { echo "setup: installing @kubernetes-models/prometheus-operator from npm failed" >&2; exit 1; }
+fi

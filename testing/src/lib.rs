@@ -105,15 +105,35 @@ where
 /// Runs the kubectl that `scripts/build-control-plane.sh` cached against the test cluster and
 /// returns its standard output; panics with its error output when it fails.
 pub fn kubectl(args: &[&str]) -> String {
-    let bin = cache_dir().join("bin").join("kubectl");
-    let out = std::process::Command::new(&bin)
-        .arg("--kubeconfig")
-        .arg(kubeconfig_path())
+    tool("kubectl", args, None).unwrap_or_else(|e| panic!("kubectl {args:?} failed: {e}"))
+}
+
+/// Runs a cached tool (`kubectl`, `helm`) against the test cluster, with `stdin` if given:
+/// its standard output, or its error output when it fails.
+pub fn tool(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    use std::io::Write as _;
+    let bin = cache_dir().join("bin").join(name);
+    let mut child = std::process::Command::new(&bin)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("dialtone-helm-cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("dialtone-helm-config"))
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("running {}: {e} (run scripts/setup.sh)", bin.display()));
-    assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if let Some(mut pipe) = child.stdin.take() {
+        if let Some(input) = stdin {
+            let _ = pipe.write_all(input.as_bytes());
+        }
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {name}: {e}"));
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A free loopback port (bound, then released) for a server a test starts.

@@ -139,18 +139,32 @@ impl Operator {
 
     /// Starts with the admin server (/healthz, /readyz, /metrics) on 127.0.0.1:`admin_port`.
     pub fn start_on(ns: &str, id: &str, admin_port: u16, args: &[&str]) -> Operator {
+        let admin = format!("--admin-addr=127.0.0.1:{admin_port}");
+        let mut all = vec!["run", "--log-format", "json", "--namespace", ns, &admin];
+        all.extend_from_slice(args);
+        Operator::spawn(&format!("{ns}-{id}"), id, &testing::kubeconfig_path(), &all, &[])
+    }
+
+    /// `telephony-operator <args>` as POD_NAME `id` with the given kubeconfig and extra environment;
+    /// logs to target/e2e-logs/`log`.log.
+    pub fn spawn(
+        log: &str,
+        id: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let dir = testing::repo_root().join("target").join("e2e-logs");
         let _ = std::fs::create_dir_all(&dir);
-        let log = dir.join(format!("{ns}-{id}.log"));
+        let log = dir.join(format!("{log}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_telephony-operator"))
-            .args(["run", "--namespace", ns, "--log-format", "json"])
-            .arg(format!("--admin-addr=127.0.0.1:{admin_port}"))
             .args(args)
-            .env("KUBECONFIG", testing::kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", id)
             .env("RUST_LOG", "info,telephony_operator=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
@@ -174,13 +188,21 @@ pub struct ReadinessProcess {
 impl ReadinessProcess {
     pub fn start(ns: &str, kubeconfig: &std::path::Path, stale_after: &str) -> ReadinessProcess {
         let port = testing::free_port();
+        let addr = format!("--addr=127.0.0.1:{port}");
+        let args =
+            ["readiness", "--log-format", "json", &addr, "--namespaces", ns, "--stale-after", stale_after];
+        ReadinessProcess::spawn(ns, port, kubeconfig, &args)
+    }
+
+    /// `telephony-operator <args>` serving on `port`, with the given kubeconfig; logs to
+    /// target/e2e-logs/`log`-readiness.log.
+    pub fn spawn(log: &str, port: u16, kubeconfig: &std::path::Path, args: &[&str]) -> ReadinessProcess {
         let dir = testing::repo_root().join("target").join("e2e-logs");
         let _ = std::fs::create_dir_all(&dir);
-        let out = std::fs::File::create(dir.join(format!("{ns}-readiness.log"))).expect("log file");
+        let out = std::fs::File::create(dir.join(format!("{log}-readiness.log"))).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_telephony-operator"))
-            .args(["readiness", "--namespaces", ns, "--stale-after", stale_after, "--log-format", "json"])
-            .arg(format!("--addr=127.0.0.1:{port}"))
+            .args(args)
             .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

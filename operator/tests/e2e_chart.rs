@@ -1,0 +1,537 @@
+//! The Helm chart on the real control plane: lint, render every option and have the apiserver
+//! validate it, install, run the real binaries as the chart's ServiceAccounts (so the apiserver
+//! enforces the chart's RBAC), upgrade, uninstall.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use telephony_operator::crd::Phase;
+use testing::{kubectl, tool, wait_until, TestNamespace};
+
+use common::{set_fault, wait_status, worker_pods, Operator, ReadinessProcess};
+
+fn chart() -> String {
+    testing::repo_root().join("charts/dialtone").display().to_string()
+}
+
+fn helm(args: &[&str]) -> Result<String, String> {
+    tool("helm", args, None)
+}
+
+/// Renders the chart for the cluster's Kubernetes version; every object as JSON.
+fn render(release: &str, ns: &str, sets: &[String]) -> Vec<Value> {
+    let chart = chart();
+    let version: Value = serde_json::from_str(&kubectl(&["version", "-o", "json"])).expect("version JSON");
+    let version = version["serverVersion"]["gitVersion"].as_str().unwrap_or_default().to_string();
+    let mut args = vec!["template", release, &chart, "-n", ns, "--kube-version", &version];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let yaml = helm(&args).unwrap_or_else(|e| panic!("helm template {sets:?} failed: {e}"));
+    serde_yaml::Deserializer::from_str(&yaml)
+        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+        .filter(|v: &Value| v.is_object())
+        .collect()
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    objects.iter().map(|o| o["kind"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// What the restricted Pod Security profile requires of a pod template, as violations.
+fn restricted_violations(deployment: &Value) -> Vec<String> {
+    let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let mut bad = vec![];
+    if pod["securityContext"]["runAsNonRoot"] != json!(true) {
+        bad.push(format!("{name}: pod runAsNonRoot"));
+    }
+    if pod["securityContext"]["seccompProfile"]["type"] != json!("RuntimeDefault") {
+        bad.push(format!("{name}: pod seccompProfile"));
+    }
+    for c in pod["containers"].as_array().into_iter().flatten() {
+        let sc = &c["securityContext"];
+        let checks = [
+            ("allowPrivilegeEscalation", sc["allowPrivilegeEscalation"] == json!(false)),
+            ("readOnlyRootFilesystem", sc["readOnlyRootFilesystem"] == json!(true)),
+            ("capabilities.drop ALL", sc["capabilities"]["drop"] == json!(["ALL"])),
+            ("resources", c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object()),
+            ("livenessProbe", c["livenessProbe"].is_object()),
+            ("readinessProbe", c["readinessProbe"].is_object()),
+        ];
+        for (what, ok) in checks {
+            if !ok {
+                bad.push(format!("{name}/{}: {what}", c["name"]));
+            }
+        }
+    }
+    bad
+}
+
+#[tokio::test]
+async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
+    let ns = TestNamespace::create("chart-render").await;
+    let n = &ns.name;
+    let chart = chart();
+    let all_on = [
+        "networkPolicy.enabled=true".to_string(),
+        format!("networkPolicy.workerNamespaces={{{n}}}"),
+        "networkPolicy.monitoringNamespaceSelector.matchLabels.purpose=monitoring".into(),
+        "serviceMonitor.enabled=true".into(),
+        "grafanaDashboard.enabled=true".into(),
+        "prometheusRule.enabled=true".into(),
+        format!("watchNamespace={n}"),
+        "readiness.corsOrigins={https://app.example.com}".into(),
+    ];
+    for sets in [vec![], all_on.to_vec()] {
+        let mut args = vec!["lint", "--strict", &chart];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        let out = helm(&args).unwrap_or_else(|e| panic!("helm lint --strict {sets:?}: {e}"));
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+    }
+
+    let variants: Vec<(&str, Vec<String>, &[&str])> = vec![
+        (
+            "defaults",
+            vec![],
+            &[
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "PodDisruptionBudget",
+            ],
+        ),
+        ("watchNamespace", vec![format!("watchNamespace={n}")], &["Role", "RoleBinding", "Deployment"]),
+        ("networkPolicy", all_on[..3].to_vec(), &["NetworkPolicy"]),
+        ("serviceMonitor", vec![all_on[3].clone()], &["ServiceMonitor"]),
+        ("grafanaDashboard", vec![all_on[4].clone()], &["ConfigMap"]),
+        ("prometheusRule", vec![all_on[5].clone()], &["PrometheusRule"]),
+        ("single replicas", vec!["operator.replicas=1".into(), "readiness.replicas=1".into()], &[]),
+        ("readiness off", vec!["readiness.enabled=false".into()], &[]),
+        (
+            "everything on",
+            all_on.to_vec(),
+            &["NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap"],
+        ),
+    ];
+    let mut schema_only = vec![];
+    for (variant, sets, expect) in &variants {
+        let objects = render("t", n, sets);
+        let rendered = kinds(&objects);
+        for kind in *expect {
+            assert!(rendered.iter().any(|k| k == kind), "{variant}: no {kind} in {rendered:?}");
+        }
+        let (monitoring, core): (Vec<Value>, Vec<Value>) = objects
+            .into_iter()
+            .partition(|o| o["apiVersion"].as_str().is_some_and(|v| v.starts_with("monitoring.coreos.com/")));
+        schema_only.extend(monitoring);
+        for d in core.iter().filter(|o| o["kind"] == "Deployment") {
+            let bad = restricted_violations(d);
+            assert!(bad.is_empty(), "{variant}: not restricted Pod Security: {bad:?}");
+        }
+        let pdbs = core.iter().filter(|o| o["kind"] == "PodDisruptionBudget").count();
+        match *variant {
+            "single replicas" => assert_eq!(pdbs, 0, "no PDB for a single replica"),
+            "readiness off" => {
+                assert!(!core
+                    .iter()
+                    .any(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.contains("readiness"))))
+            }
+            _ => {}
+        }
+        let list = json!({ "apiVersion": "v1", "kind": "List", "items": core });
+        let out = tool(
+            "kubectl",
+            &["apply", "--server-side", "--dry-run=server", "--field-manager=chart-test", "-n", n, "-f", "-"],
+            Some(&list.to_string()),
+        )
+        .unwrap_or_else(|e| panic!("{variant}: the apiserver rejected the rendering: {e}"));
+        assert!(out.contains("(server dry run)"), "{variant}: {out}");
+    }
+
+    // Kinds whose CRDs the local control plane lacks: checked against their published schemas only.
+    let models = testing::cache_dir()
+        .join("prometheus-operator-models/node_modules/@kubernetes-models/prometheus-operator");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/chart/monitoring-schema.mjs");
+    let mut node = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&models)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (run scripts/setup.sh)");
+    {
+        use std::io::Write as _;
+        let mut stdin = node.stdin.take().expect("stdin");
+        stdin.write_all(Value::Array(schema_only).to_string().as_bytes()).expect("write objects");
+    }
+    let out = node.wait_with_output().expect("node");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(out.status.success(), "monitoring objects fail their schema:\n{report}");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(report.contains(&format!("ok {kind}/")), "{kind} not validated:\n{report}");
+    }
+
+    // The dashboard is valid JSON and plots metrics the operator really exports.
+    let everything = render("t", n, &all_on);
+    let cm = everything.iter().find(|o| o["kind"] == "ConfigMap").expect("dashboard ConfigMap");
+    let dashboard: Value = serde_json::from_str(cm["data"]["dialtone.json"].as_str().unwrap_or_default())
+        .expect("dashboard JSON");
+    assert_eq!(dashboard["panels"].as_array().map(Vec::len), Some(5));
+
+    // Bad values fail at install time with a message naming the key.
+    for (set, expect) in [
+        ("operator.replicas=two", "/operator/replicas"),
+        ("operator.replica=2", "'replica' not allowed"),
+        ("readiness.staleAfter=soon", "/readiness/staleAfter"),
+        ("logFormat=xml", "/logFormat"),
+        ("operator.leaseDurationSeconds=1", "/operator/leaseDurationSeconds"),
+        ("networkPolicy.appNamespaceSelector.matchLabels.team=true", "/networkPolicy/appNamespaceSelector"),
+    ] {
+        let err = helm(&["template", "t", &chart, "--set", set]).expect_err(set);
+        assert!(err.contains(expect), "--set {set}: {err}");
+    }
+    ns.delete().await;
+}
+
+/// A kubeconfig that authenticates as `ns/sa` with a token from the TokenRequest API.
+fn service_account_kubeconfig(ns: &str, sa: &str) -> PathBuf {
+    let token = kubectl(&["create", "token", sa, "-n", ns, "--duration=3600s"]);
+    let own: Value =
+        serde_json::from_str(&kubectl(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"]))
+            .expect("kubeconfig JSON");
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "local", "cluster": own["clusters"][0]["cluster"] }],
+        "users": [{ "name": sa, "user": { "token": token.trim() } }],
+        "contexts": [{ "name": sa, "context": { "cluster": "local", "user": sa } }],
+        "current-context": sa,
+    });
+    let dir = testing::repo_root().join("target").join("e2e-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{ns}-{sa}.kubeconfig"));
+    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+    path
+}
+
+/// The container args of an installed Deployment, with `flag=` replaced by `flag=value`.
+fn deployment_args(ns: &str, name: &str, flag: &str, value: &str) -> Vec<String> {
+    let d: Value = serde_json::from_str(&kubectl(&["get", "deployment", name, "-n", ns, "-o", "json"]))
+        .expect("deployment JSON");
+    let args = d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().cloned().unwrap_or_default();
+    args.iter()
+        .filter_map(Value::as_str)
+        .map(|a| if a.starts_with(flag) { format!("{flag}={value}") } else { a.to_string() })
+        .collect()
+}
+
+/// `kubectl auth can-i` as `sa`; panics unless the apiserver gave a clear yes or no about a real
+/// resource (so a typo can't make a "may not" check pass).
+fn can_i(sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let mut cmd = std::process::Command::new(testing::cache_dir().join("bin/kubectl"));
+    cmd.env("KUBECONFIG", testing::kubeconfig_path()).args(["auth", "can-i", verb, resource, "--as", sa]);
+    if !sub.is_empty() {
+        cmd.arg(format!("--subresource={sub}"));
+    }
+    match ns {
+        Some(ns) => cmd.args(["-n", ns]),
+        None => cmd.arg("--all-namespaces"),
+    };
+    let out = cmd.output().expect("kubectl auth can-i");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stderr.contains("doesn't have a resource type"), "can-i {verb} {resource}: {stderr}");
+    match stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("can-i {verb} {resource}: {other:?} {stderr}"),
+    }
+}
+
+/// Installs a release, runs both binaries as its ServiceAccounts with the Deployments' own args,
+/// and checks that the example service is supervised and served under that RBAC.
+struct Installed {
+    release: String,
+    ns: String,
+    operator: Operator,
+    admin_port: u16,
+    readiness: ReadinessProcess,
+}
+
+async fn install(ns: &str, release: &str, sets: &[String]) -> Installed {
+    let chart = chart();
+    let mut args =
+        vec!["install", release, &chart, "-n", ns, "--create-namespace", "--wait", "--timeout", "120s"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let notes = helm(&args).unwrap_or_else(|e| panic!("helm install: {e}"));
+    assert!(notes.contains("kubectl get tsvc -A"), "NOTES tell how to check status: {notes}");
+
+    let full = format!("{release}-dialtone");
+    let op_config = service_account_kubeconfig(ns, &format!("{full}-operator"));
+    let admin_port = testing::free_port();
+    let op_args =
+        deployment_args(ns, &format!("{full}-operator"), "--admin-addr", &format!("127.0.0.1:{admin_port}"));
+    let op_args: Vec<&str> = op_args.iter().map(String::as_str).collect();
+    let operator = Operator::spawn(
+        &format!("{ns}-chart-operator"),
+        "chart-operator",
+        &op_config,
+        &op_args,
+        &[("POD_NAMESPACE", ns)],
+    );
+    let rd_config = service_account_kubeconfig(ns, &format!("{full}-readiness"));
+    let port = testing::free_port();
+    let rd_args = deployment_args(ns, &format!("{full}-readiness"), "--addr", &format!("127.0.0.1:{port}"));
+    let rd_args: Vec<&str> = rd_args.iter().map(String::as_str).collect();
+    let readiness = ReadinessProcess::spawn(&format!("{ns}-chart"), port, &rd_config, &rd_args);
+    // Both come up healthy under the chart's RBAC: their watches list and the operator leads.
+    wait_until(Duration::from_secs(30), "operator ready as the chart's ServiceAccount", || async {
+        let (code, _) = testing::get(&format!("http://127.0.0.1:{admin_port}/readyz")).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    let url = readiness.url.clone();
+    wait_until(Duration::from_secs(30), "readiness ready as the chart's ServiceAccount", || async {
+        let (code, _) = testing::get(&format!("{url}/readyz")).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    let lease = format!("{full}-operator");
+    wait_until(Duration::from_secs(30), "the local operator leads", || async {
+        let holder = kubectl(&["get", "lease", &lease, "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"]);
+        (holder == "chart-operator").then_some(())
+    })
+    .await;
+    let metrics = testing::get(&format!("http://127.0.0.1:{admin_port}/metrics")).await.expect("metrics").1;
+    // (dialtone_worker_failures appears with the first failure: checked after one.)
+    for name in [
+        "dialtone_service_phase",
+        "dialtone_restart_budget_exhaustions",
+        "dialtone_reconcile_duration_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the dashboard and alerts use {name}: {metrics}"
+        );
+    }
+    Installed { release: release.into(), ns: ns.into(), operator, admin_port, readiness }
+}
+
+/// Applies examples/ into `app` and checks Ready, then that a fault flips the readiness answer.
+async fn example_is_supervised(app: &TestNamespace, readiness: &ReadinessProcess, label: Option<&str>) {
+    let examples = testing::repo_root().join("examples").display().to_string();
+    let out = kubectl(&["apply", "-f", &examples, "-n", &app.name]);
+    assert!(out.contains("telephonyservice.dialtone.dev/calls"), "{out}");
+    if let Some(label) = label {
+        kubectl(&["label", "tsvc", "calls", label, "-n", &app.name]);
+    }
+    let t = wait_status(app, "calls", 60, "example Ready", |s| s.phase == Phase::Ready).await;
+    assert_eq!(t.status.and_then(|s| s.ready).as_deref(), Some("2/2"));
+    let got = wait_until(Duration::from_secs(10), "readiness 200", || async {
+        let (code, body) = readiness.status(&app.name, "calls").await?;
+        (code == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(got["status"], "ready");
+
+    let pods = worker_pods(app, "calls").await;
+    for p in &pods {
+        set_fault(app, &p.metadata.name.clone().unwrap_or_default(), Some("notready")).await;
+    }
+    let got = wait_until(Duration::from_secs(10), "readiness 503", || async {
+        let (code, body) = readiness.status(&app.name, "calls").await?;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(got["healthy"], false);
+    for p in &pods {
+        set_fault(app, &p.metadata.name.clone().unwrap_or_default(), None).await;
+    }
+    wait_until(Duration::from_secs(15), "readiness 200 again", || async {
+        let (code, _) = readiness.status(&app.name, "calls").await?;
+        (code == 200).then_some(())
+    })
+    .await;
+}
+
+fn released(ns: &str, release: &str, kind: &str, namespaced: bool) -> Vec<String> {
+    let selector = format!("app.kubernetes.io/instance={release},app.kubernetes.io/part-of=dialtone");
+    let mut args = vec!["get", kind, "-l", &selector, "-o", "name"];
+    if namespaced {
+        args.extend(["-n", ns]);
+    }
+    kubectl(&args).lines().map(String::from).collect()
+}
+
+impl Installed {
+    /// `helm uninstall` leaves nothing of the release behind, except the CRD (Helm never deletes
+    /// CRDs).
+    async fn uninstall(self) {
+        let Installed { release, ns, operator, readiness, .. } = self;
+        drop(readiness);
+        operator.kill().await;
+        helm(&["uninstall", &release, "-n", &ns, "--wait", "--timeout", "60s"])
+            .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+        let namespaced = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,configmaps";
+        wait_until(Duration::from_secs(30), "no orphans after helm uninstall", || async {
+            let mut left = released(&ns, &release, namespaced, true);
+            left.extend(released(&ns, &release, "clusterroles,clusterrolebindings", false));
+            left.is_empty().then_some(()).or_else(|| {
+                println!("left: {left:?}");
+                None
+            })
+        })
+        .await;
+        kubectl(&["get", "crd", "telephonyservices.dialtone.dev"]);
+    }
+}
+
+/// The pod-template-hash of each live operator pod.
+fn operator_pod_hashes(ns: &str) -> Vec<String> {
+    let pods: Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "-o",
+        "json",
+    ]))
+    .expect("pods JSON");
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["labels"]["pod-template-hash"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_uninstalls() {
+    let ns = TestNamespace::create("chart").await;
+    let app = TestNamespace::create("chart-app").await;
+    let release = ns.name.replace("e2e-", "r");
+    let label = format!("dialtone.dev/release={release}");
+    // A selector keeps this cluster-wide operator away from the other tests' services.
+    let installed = install(&ns.name, &release, &[format!("selector={label}")]).await;
+
+    let operator_sa = format!("system:serviceaccount:{}:{release}-dialtone-operator", ns.name);
+    let readiness_sa = format!("system:serviceaccount:{}:{release}-dialtone-readiness", ns.name);
+    for (verb, resource) in [
+        ("watch", "telephonyservices.dialtone.dev"),
+        ("patch", "telephonyservices.dialtone.dev/status"),
+        ("patch", "deployments.apps"),
+        ("delete", "pods"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(can_i(&operator_sa, verb, resource, None), "operator may {verb} {resource}");
+    }
+    for (verb, resource, ns_scope) in [
+        ("get", "secrets", None),
+        ("list", "secrets", Some(app.name.as_str())),
+        ("list", "configmaps", None),
+        ("delete", "telephonyservices.dialtone.dev", None),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
+        ("patch", "nodes", None),
+        ("create", "pods", None),
+        ("patch", "leases.coordination.k8s.io", Some("default")),
+    ] {
+        assert!(
+            !can_i(&operator_sa, verb, resource, ns_scope),
+            "operator may NOT {verb} {resource} ({ns_scope:?})"
+        );
+    }
+    assert!(can_i(&readiness_sa, "watch", "telephonyservices.dialtone.dev", None));
+    for (verb, resource) in [
+        ("patch", "telephonyservices.dialtone.dev"),
+        ("create", "telephonyservices.dialtone.dev"),
+        ("patch", "telephonyservices.dialtone.dev/status"),
+        ("get", "secrets"),
+        ("list", "pods"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(!can_i(&readiness_sa, verb, resource, None), "readiness may NOT {verb} {resource}");
+    }
+
+    example_is_supervised(&app, &installed.readiness, Some(&label)).await;
+    let pod = worker_pods(&app, "calls").await[0].metadata.name.clone().unwrap_or_default();
+    common::inject_once(&app, &pod, "crash").await;
+    let metrics = format!("http://127.0.0.1:{}/metrics", installed.admin_port);
+    wait_until(Duration::from_secs(10), "the failure in the operator's metrics", || async {
+        let body = testing::get(&metrics).await?.1;
+        body.contains("dialtone_worker_failures_total{reason=\"Error\"} 1").then_some(())
+    })
+    .await;
+
+    // helm upgrade with a changed value rolls the operator to the new pod template.
+    let deploy = format!("{release}-dialtone-operator");
+    let before: Value =
+        serde_json::from_str(&kubectl(&["get", "deploy", &deploy, "-n", &ns.name, "-o", "json"]))
+            .expect("JSON");
+    let hashes_before = operator_pod_hashes(&ns.name);
+    helm(&[
+        "upgrade",
+        &release,
+        &chart(),
+        "-n",
+        &ns.name,
+        "--reuse-values",
+        "--set",
+        "operator.leaseDurationSeconds=20",
+        "--wait",
+        "--timeout",
+        "120s",
+    ])
+    .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+    let after: Value =
+        serde_json::from_str(&kubectl(&["get", "deploy", &deploy, "-n", &ns.name, "-o", "json"]))
+            .expect("JSON");
+    assert!(after["metadata"]["generation"].as_i64() > before["metadata"]["generation"].as_i64());
+    let args = after["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--lease-duration=20"), "{args}");
+    let rolled = wait_until(Duration::from_secs(60), "operator rolled to one new ReplicaSet", || async {
+        let now = operator_pod_hashes(&ns.name);
+        (now.len() == 2 && now.iter().all(|h| h == &now[0])).then_some(now)
+    })
+    .await;
+    assert!(!hashes_before.contains(&rolled[0]), "new pods: {hashes_before:?} -> {rolled:?}");
+
+    installed.uninstall().await;
+    app.delete().await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn namespaced_install_grants_roles_in_the_watched_namespace_only() {
+    let ns = TestNamespace::create("chart-ns").await;
+    let app = TestNamespace::create("chart-ns-app").await;
+    let release = ns.name.replace("e2e-", "r");
+    let installed = install(&ns.name, &release, &[format!("watchNamespace={}", app.name)]).await;
+
+    let cluster_roles = released(&ns.name, &release, "clusterroles,clusterrolebindings", false);
+    assert!(cluster_roles.is_empty(), "a namespaced install grants no cluster roles: {cluster_roles:?}");
+    let operator_sa = format!("system:serviceaccount:{}:{release}-dialtone-operator", ns.name);
+    let readiness_sa = format!("system:serviceaccount:{}:{release}-dialtone-readiness", ns.name);
+    assert!(can_i(&operator_sa, "delete", "pods", Some(&app.name)));
+    assert!(!can_i(&operator_sa, "list", "pods", Some("default")));
+    assert!(!can_i(&operator_sa, "list", "pods", None));
+    assert!(can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", Some(&app.name)));
+    assert!(!can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", None));
+
+    example_is_supervised(&app, &installed.readiness, None).await;
+    installed.uninstall().await;
+    app.delete().await;
+    ns.delete().await;
+}
