@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
+use kube::CustomResourceExt;
 use telephony_operator::crd::TelephonyService;
 use testing::{wait_until, TestNamespace};
 
@@ -59,9 +59,13 @@ fn rss_mib(pid: u32) -> f64 {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-ready").await;
-    let crd = TelephonyService::crd();
+    let crd = telephony_operator::crd::crd_manifest();
     Api::<CustomResourceDefinition>::all(ns.client.clone())
-        .patch(&crd.name_any(), &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd))
+        .patch(
+            TelephonyService::crd_name(),
+            &PatchParams::apply("dialtone-bench").force(),
+            &Patch::Apply(&crd),
+        )
         .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 

@@ -94,7 +94,15 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", telephony_operator::crd::crd_yaml()?),
+        Command::Crd => {
+            // Written, not print!()ed: `telephony-operator crd | head` must not panic on a closed pipe.
+            use std::io::Write as _;
+            let yaml = telephony_operator::crd::crd_yaml()?;
+            match std::io::stdout().lock().write_all(yaml.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(run(args))?;

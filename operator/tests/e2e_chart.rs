@@ -76,6 +76,15 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
     let ns = TestNamespace::create("chart-render").await;
     let n = &ns.name;
     let chart = chart();
+    // The YAML copies and the Rust-generated CRD are the same values to server-side apply, so
+    // `helm install`, `kubectl apply --server-side -f crds/` and the tests never conflict.
+    common::install_crd(&ns.client).await;
+    let root = testing::repo_root();
+    for file in ["crds/telephonyservice.yaml", "charts/dialtone/crds/telephonyservice.yaml"] {
+        let path = root.join(file).display().to_string();
+        tool("kubectl", &["apply", "--server-side", "--dry-run=server", "-f", &path], None)
+            .unwrap_or_else(|e| panic!("{file} conflicts with the generated CRD: {e}"));
+    }
     let all_on = [
         "networkPolicy.enabled=true".to_string(),
         format!("networkPolicy.workerNamespaces={{{n}}}"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, CustomResourceExt};
 use telephony_operator::crd::{TelephonyService, TelephonyServiceStatus};
 use testing::{wait_until, TestNamespace};
 use tokio::process::{Child, Command};
@@ -19,13 +19,13 @@ pub const APPLIED: &str = "sim.dialtone.dev/fault-applied";
 /// Installs (server-side applies) the TelephonyService CRD and waits until it is served.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = TelephonyService::crd();
-    let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply("dialtone-e2e").force(), &Patch::Apply(&crd))
+    let crd = telephony_operator::crd::crd_manifest();
+    let name = TelephonyService::crd_name();
+    crds.patch(name, &PatchParams::apply("dialtone-e2e").force(), &Patch::Apply(&crd))
         .await
         .expect("apply CRD");
     wait_until(Duration::from_secs(30), "CRD established", || async {
-        let c = crds.get(&name).await.ok()?;
+        let c = crds.get(name).await.ok()?;
         let established =
             c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
         established.then_some(())
