@@ -59,7 +59,7 @@ follow() {
     line=$(kubectl get tsvc calls -n "$NS" --no-headers -o custom-columns="$COLUMNS_TSVC" 2>/dev/null | tr -s ' ' || true)
     code=$(curl -s -o /dev/null -w '%{http_code}' "$READINESS/v1/status/$NS/calls" || true)
     if [ "$line|$code" != "$last" ]; then
-      printf '  %4ds  %-70s readiness: %s\n' $((SECONDS - T0)) "$line" "$code"
+      printf '  %s  %-70s readiness: %s\n' "$(date +%T)" "$line" "$code"
       last="$line|$code"
     fi
     read -r phase _ used _ <<<"$line"
@@ -144,12 +144,12 @@ kubectl delete tsvc calls -n "$NS" --ignore-not-found --wait >/dev/null
 kubectl apply -f examples/ -n "$NS"
 T0=$SECONDS
 say "The operator creates the workers (kubectl get tsvc calls, as it changes)"
-printf '  %4s  %-70s\n' time "PHASE READY RESTARTS MESSAGE"
+printf '  %-8s  %-70s\n' time "PHASE READY RESTARTS MESSAGE"
 follow Ready "" 90
 answer
 
 say "A worker crashes (kubectl annotate pod … sim.dialtone.dev/fault=crash)"
-pod=$(worker_pods | head -1)
+pod=$(worker_pods | sed -n 1p)
 kubectl annotate -n "$NS" "$pod" sim.dialtone.dev/fault=crash --overwrite >/dev/null
 follow Ready 1/3 30
 echo "  last failure: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.lastFailure.reason}: {.status.lastFailure.message}')"

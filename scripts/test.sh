@@ -4,7 +4,8 @@
 #   2. cargo fmt --check and cargo clippy -D warnings
 #   3. a private control plane (its own ports and state dir, so a dev cluster keeps running)
 #   4. cargo test --workspace, e2e tests included, against that control plane
-#   5. the control plane is brought down again, pass or fail
+#   5. each benchmark once at a tiny size, and the demo
+#   6. the control plane is brought down again, pass or fail
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -39,6 +40,10 @@ T="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 DIALTONE_KUBECONFIG="$DIALTONE_KUBECONFIG" "$T/dialtone-bench" detection --samples 2 --operator "$T/telephony-operator"
 "$T/dialtone-bench" readiness --services 5 --seconds 1 --connections 4 --operator "$T/telephony-operator"
 "$T/dialtone-bench" worker --requests 20 --starts 1 --worker "$T/telephony-pod"
+
+step "the demo (scripts/demo.sh), end to end on the same control plane"
+DIALTONE_DEMO_PORT=28080 DIALTONE_DEMO_ADMIN_PORT=28081 scripts/demo.sh
+scripts/demo.sh stop
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nworkspace: %d passed, %d failed\n", p, f }' \
