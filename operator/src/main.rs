@@ -108,7 +108,9 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(run(args))?;
         }
         Command::Readiness(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // One thread: every answer is a lookup in memory, so one core serves more requests
+            // than the app can send, and a single thread keeps the memory small (one allocator arena).
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(readiness(args))?;
         }
     }
