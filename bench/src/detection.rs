@@ -37,11 +37,12 @@ fn used(t: &TelephonyService) -> u32 {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-detect").await;
-    let crd = <TelephonyService as kube::CustomResourceExt>::crd();
+    let crd = telephony_operator::crd::crd_manifest();
     let crds = kube::Api::<
         k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     >::all(ns.client.clone());
-    crds.patch(&crd.name_any(), &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd)).await?;
+    let name = <TelephonyService as kube::CustomResourceExt>::crd_name();
+    crds.patch(name, &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd)).await?;
     let mut operator = tokio::process::Command::new(&args.operator)
         .args(["run", "--leader-elect=false", "--log-format=json", "--admin-addr=127.0.0.1:0", "--namespace"])
         .arg(&ns.name)

@@ -1,6 +1,7 @@
 //! `dialtone-bench`: Dialtone's benchmarks against the local control plane. Each prints its figures
 //! and the baseline it is compared with, measured in the same run.
 
+mod convergence;
 mod detection;
 mod readiness;
 mod stats;
@@ -19,6 +20,8 @@ struct Cli {
 enum Bench {
     /// Failure detection: `crash` injections → TelephonyService status updated.
     Detection(detection::Args),
+    /// Convergence at scale (N services until all Ready) vs direct writes; operator memory and CPU.
+    Convergence(convergence::Args),
     /// Readiness service throughput vs nginx, and its memory with N services.
     Readiness(readiness::Args),
     /// Latency the worker adds over a direct call to the same mock, and its start-up time.
@@ -29,6 +32,7 @@ enum Bench {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Detection(args) => detection::run(args).await,
+        Bench::Convergence(args) => convergence::run(args).await,
         Bench::Worker(args) => worker::run(args).await,
         Bench::Readiness(args) => readiness::run(args).await,
     }

@@ -47,16 +47,6 @@ fn wrk(url: &str, a: &Args, connections: u32) -> anyhow::Result<Wrk> {
     Ok(Wrk { rps: field("Requests/sec:").parse().unwrap_or(0.0), p50: field("50%"), p99: field("99%") })
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-ready").await;
     let crd = telephony_operator::crd::crd_manifest();
@@ -115,7 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{port}/v1/status/{}/svc-0", ns.name);
     let body = testing::get(&url).await.map(|r| r.1).unwrap_or_default();
     let pid = child.id().unwrap_or(0);
-    let rss_idle = rss_mib(pid);
+    let rss_idle = crate::stats::rss_mib(pid);
 
     // nginx, one worker, serving the same bytes.
     let dir = std::env::temp_dir().join(format!("dialtone-bench-nginx-{port}"));
@@ -146,7 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let theirs = tokio::task::block_in_place(|| wrk(&nginx_url, &args, c))?;
         results.push((c, ours, theirs));
     }
-    let rss_loaded = rss_mib(pid);
+    let rss_loaded = crate::stats::rss_mib(pid);
     let _ = nginx.kill().await;
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
