@@ -42,11 +42,15 @@ pub struct TelephonyServiceSpec {
     #[serde(default = "defaults::port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// How the worker reaches Telnyx.
     pub telnyx: TelnyxSpec,
+    /// Liveness and readiness probes of the worker, and how long it may take to become ready.
     #[serde(default)]
     pub health: HealthSpec,
+    /// At most `maxRestarts` failures in any `windowSeconds`; one more opens the circuit (Failed).
     #[serde(default)]
     pub restart_budget: RestartBudgetSpec,
+    /// Spacing of operator-initiated restarts: `initialSeconds × multiplier^(n-1)`, capped.
     #[serde(default)]
     pub backoff: BackoffSpec,
     /// Leave the worker Deployment and Service exactly as they are.
@@ -78,8 +82,10 @@ pub struct TelnyxSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// Name of the Secret, in the TelephonyService's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Key within the Secret.
     #[serde(default = "defaults::secret_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
@@ -89,12 +95,15 @@ pub struct SecretKeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSpec {
+    /// Liveness probe period (the readiness probe runs every min(periodSeconds, 10) s).
     #[serde(default = "defaults::period_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub period_seconds: i32,
+    /// Probe timeout.
     #[serde(default = "defaults::timeout_seconds")]
     #[schemars(range(min = 1, max = 600))]
     pub timeout_seconds: i32,
+    /// Consecutive probe failures before the kubelet restarts (liveness) or unreadies (readiness).
     #[serde(default = "defaults::failure_threshold")]
     #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,
@@ -108,9 +117,11 @@ pub struct HealthSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartBudgetSpec {
+    /// Failures allowed within the window; one more and the service is Failed, workers at 0.
     #[serde(default = "defaults::max_restarts")]
     #[schemars(range(min = 0, max = 1000))]
     pub max_restarts: u32,
+    /// Length of the sliding window failures are counted in.
     #[serde(default = "defaults::window_seconds")]
     #[schemars(range(min = 1, max = 604800))]
     pub window_seconds: u32,
@@ -120,12 +131,15 @@ pub struct RestartBudgetSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackoffSpec {
+    /// Delay before the first operator-initiated restart.
     #[serde(default = "defaults::initial_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub initial_seconds: u32,
+    /// Upper bound of the delay (must be ≥ initialSeconds).
     #[serde(default = "defaults::max_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub max_seconds: u32,
+    /// Growth factor of the delay per restart.
     #[serde(default = "defaults::multiplier")]
     #[schemars(range(min = 1.0, max = 10.0))]
     pub multiplier: f64,
@@ -135,18 +149,25 @@ pub struct BackoffSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSettings {
+    /// Extra labels on the worker pods (the operator's own labels can't be overridden).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Extra annotations on the worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Node selector of the worker pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the worker pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Affinity of the worker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Priority class of the worker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// ServiceAccount the worker pods run as (default: the namespace's `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Extra environment variables for the worker container.

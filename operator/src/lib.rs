@@ -14,6 +14,7 @@ pub mod leader;
 pub mod liveness;
 pub mod metrics;
 pub mod readiness;
+pub mod reference;
 pub mod restart_budget;
 pub mod supervisor;
 pub mod telemetry;

@@ -26,7 +26,11 @@ enum Command {
     /// Serve the readiness API and dashboard for the main app (200 ready / 503 not).
     Readiness(ReadinessArgs),
     /// Print the TelephonyService CRD as YAML.
-    Crd,
+    Crd {
+        /// Print the field reference (Markdown, docs/telephonyservice.md) instead.
+        #[arg(long)]
+        reference: bool,
+    },
 }
 
 #[derive(Args)]
@@ -94,11 +98,14 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
+        Command::Crd { reference } => {
             // Written, not print!()ed: `telephony-operator crd | head` must not panic on a closed pipe.
             use std::io::Write as _;
-            let yaml = telephony_operator::crd::crd_yaml()?;
-            match std::io::stdout().lock().write_all(yaml.as_bytes()) {
+            let text = match reference {
+                true => telephony_operator::reference::markdown(),
+                false => telephony_operator::crd::crd_yaml()?,
+            };
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
                 _ => {}
             }

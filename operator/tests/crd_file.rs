@@ -13,3 +13,14 @@ fn committed_crds_match_the_generated_one() {
         );
     }
 }
+
+#[test]
+fn committed_field_reference_matches_the_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = "docs/telephonyservice.md";
+    let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+    assert!(
+        committed == telephony_operator::reference::markdown(),
+        "{path} is stale: run `cargo run -p telephony-operator -- crd --reference > {path}` and commit it"
+    );
+}
