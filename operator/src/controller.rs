@@ -98,16 +98,30 @@ where
 type WatchStream<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
 /// A cached, health-reporting watch of `K` (lazy: nothing is sent before the stream is polled).
-fn watch<K>(api: Api<K>, config: watcher::Config, health: &Health, slot: usize) -> (Store<K>, WatchStream<K>)
+/// `slim` drops what decisions never read before an object is cached: with a thousand services,
+/// managed fields and pod specs would be most of the operator's memory.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    health: &Health,
+    slot: usize,
+    slim: fn(&mut K),
+) -> (Store<K>, WatchStream<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let health = health.clone();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
-        .inspect(move |event| health.watch_result(slot, event.is_ok()))
-        .touched_objects()
-        .boxed();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            slim(o);
+        }),
+    )
+    .inspect(move |event| health.watch_result(slot, event.is_ok()))
+    .touched_objects()
+    .boxed();
     (store, stream)
 }
 
@@ -130,13 +144,16 @@ impl Watches {
             tsvc_config = tsvc_config.labels(selector);
         }
         let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
-        let (tsvcs, tsvc_stream) = watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0);
+        let (tsvcs, tsvc_stream) =
+            watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0, |_| {});
+        // Children are compared by their applied-hash annotation and read for status only.
+        let managed_children = watcher::Config::default().labels(&managed);
         let (deployments, deploy_stream) =
-            watch(api::<Deployment>(client, scope), watcher::Config::default().labels(&managed), health, 1);
+            watch(api::<Deployment>(client, scope), managed_children.clone(), health, 1, |d| d.spec = None);
         let (services, svc_stream) =
-            watch(api::<Service>(client, scope), watcher::Config::default().labels(&managed), health, 2);
-        let (pods, pod_stream) =
-            watch(api::<Pod>(client, scope), watcher::Config::default().labels(SERVICE_LABEL), health, 3);
+            watch(api::<Service>(client, scope), managed_children, health, 2, |s| s.spec = None);
+        let pods_config = watcher::Config::default().labels(SERVICE_LABEL);
+        let (pods, pod_stream) = watch(api::<Pod>(client, scope), pods_config, health, 3, |p| p.spec = None);
         Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
     }
 }
