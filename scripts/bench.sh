@@ -2,7 +2,7 @@
 # Dialtone's benchmarks, each printed next to the baseline measured in the same run, written to
 # docs/benchmarks.md. Builds release binaries and uses the local control plane (started if needed).
 #   scripts/bench.sh                 all benchmarks at full size
-#   DETECTION_SAMPLES=100 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
+#   DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -14,14 +14,22 @@ export DIALTONE_KUBECONFIG="$(scripts/cluster.sh kubeconfig)"
 
 out="$REPO/docs/benchmarks.md"
 tmp=$(mktemp)
+# bench NAME ARGS...: runs one benchmark and notes the command that produced its tables.
+bench() {
+  "$T/dialtone-bench" "$@"
+  echo
+  echo "Command: \`target/release/dialtone-bench $*\`" | sed "s|$T/|target/release/|g"
+}
 {
   echo "# Benchmarks"
   echo
   echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
   echo "$(uname -sm), Kubernetes 1.20.2 control plane and the simulated node on loopback, release builds."
-  "$T/dialtone-bench" detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
-  "$T/dialtone-bench" readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"
-  "$T/dialtone-bench" worker --requests "${WORKER_REQUESTS:-1000}" --starts 5 --worker "$T/telephony-pod"
+  echo "Each table compares with a baseline measured in the same run."
+  bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
+  bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000}" --operator "$T/telephony-operator"
+  bench readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"
+  bench worker --requests "${WORKER_REQUESTS:-1000}" --starts 5 --worker "$T/telephony-pod"
 } | tee "$tmp"
 mv "$tmp" "$out"
 echo "wrote $out"

@@ -38,6 +38,7 @@ step "benchmarks, once at a tiny size (so they can't rot; real figures: scripts/
 cargo build --quiet -p bench -p telephony-operator -p telephony-pod
 T="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 DIALTONE_KUBECONFIG="$DIALTONE_KUBECONFIG" "$T/dialtone-bench" detection --samples 2 --operator "$T/telephony-operator"
+"$T/dialtone-bench" convergence --sizes 3 --operator "$T/telephony-operator"
 "$T/dialtone-bench" readiness --services 5 --seconds 1 --connections 4 --operator "$T/telephony-operator"
 "$T/dialtone-bench" worker --requests 20 --starts 1 --worker "$T/telephony-pod"
 

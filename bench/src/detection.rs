@@ -1,6 +1,7 @@
 //! Failure detection latency: inject `crash` into a worker pod through the simulated node, and time
-//! (a) from the annotate request and (b) from the pod status write seen on a watch, to the
-//! TelephonyService status showing the failure. Baseline: the in-process design's 30 s health poll.
+//! from the annotate request and from the pod status write seen on a watch, to (a) the
+//! TelephonyService status showing the failure and (b) the readiness service answering 503 (polled
+//! every 2 ms, as an app would poll it). Baseline: the in-process design's 30 s health poll.
 
 use std::time::{Duration, Instant};
 
@@ -82,8 +83,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|p| p.name_any())
         .unwrap_or_default();
 
+    let port = testing::free_port();
+    let _readiness = tokio::process::Command::new(&args.operator)
+        .args(["readiness", "--log-format=json", "--namespaces", &ns.name])
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .env("KUBECONFIG", testing::kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let status_url = format!("http://127.0.0.1:{port}/v1/status/{}/bench", ns.name);
+    let http = testing::http();
+    let code = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.ok().map(|r| r.status().as_u16()) }
+    };
+
     let mut from_annotate = Vec::new();
     let mut from_pod_write = Vec::new();
+    let mut to_503 = Vec::new();
     let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
     for i in 0..args.samples {
         let mut tsvc_watch = watcher(tsvcs.clone(), by_name("bench")).applied_objects().boxed();
@@ -94,6 +111,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let clear = serde_json::json!({ "metadata": { "annotations": { "sim.dialtone.dev/fault": null } } });
         pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&clear)).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // Start from a healthy service, as the app would see it.
+        wait_until(Duration::from_secs(30), "readiness 200", || async {
+            (code(status_url.clone()).await? == 200).then_some(())
+        })
+        .await;
         let crash =
             serde_json::json!({ "metadata": { "annotations": { "sim.dialtone.dev/fault": "crash" } } });
         let t0 = Instant::now();
@@ -114,12 +136,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             anyhow::bail!("TelephonyService watch ended")
         };
-        let (t_pod, t_status) = tokio::time::timeout(Duration::from_secs(30), async {
-            futures::try_join!(pod_written, status_updated)
+        let unavailable = async {
+            loop {
+                if code(status_url.clone()).await == Some(503) {
+                    return Ok::<_, anyhow::Error>(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        let (t_pod, t_status, t_503) = tokio::time::timeout(Duration::from_secs(30), async {
+            futures::try_join!(pod_written, status_updated, unavailable)
         })
         .await??;
         from_annotate.push(t_status - t0);
         from_pod_write.push(t_status.saturating_duration_since(t_pod));
+        to_503.push(t_503.saturating_duration_since(t_pod));
         eprintln!("sample {:>3}: annotate→status {}", i + 1, ms(t_status - t0));
     }
     let _ = operator.kill().await;
@@ -131,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for (what, s) in [
         ("annotate → TelephonyService status", &from_annotate),
         ("pod status write → TelephonyService status", &from_pod_write),
+        ("pod status write → readiness answers 503", &to_503),
     ] {
         println!(
             "| {what} | {} | {} | {} |",

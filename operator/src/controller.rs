@@ -31,6 +31,7 @@ use crate::crd::{TelephonyService, TelephonyServiceStatus};
 use crate::desired::{self, MANAGED_BY, SERVICE_LABEL};
 use crate::liveness::PodObservation;
 use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
+use crate::slim;
 use crate::supervisor::{self, Announcement, Severity};
 
 pub const FIELD_MANAGER: &str = "dialtone-operator";
@@ -98,8 +99,7 @@ where
 type WatchStream<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
 /// A cached, health-reporting watch of `K` (lazy: nothing is sent before the stream is polled).
-/// `slim` drops what decisions never read before an object is cached: with a thousand services,
-/// managed fields and pod specs would be most of the operator's memory.
+/// `slim` drops what decisions never read before an object is cached (see `slim`).
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -112,16 +112,10 @@ where
 {
     let (store, writer) = reflector::store();
     let health = health.clone();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, config).default_backoff().modify(move |o: &mut K| {
-            o.meta_mut().managed_fields = None;
-            slim(o);
-        }),
-    )
-    .inspect(move |event| health.watch_result(slot, event.is_ok()))
-    .touched_objects()
-    .boxed();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(slim))
+        .inspect(move |event| health.watch_result(slot, event.is_ok()))
+        .touched_objects()
+        .boxed();
     (store, stream)
 }
 
@@ -146,14 +140,13 @@ impl Watches {
         let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
         let (tsvcs, tsvc_stream) =
             watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0, |_| {});
-        // Children are compared by their applied-hash annotation and read for status only.
         let managed_children = watcher::Config::default().labels(&managed);
         let (deployments, deploy_stream) =
-            watch(api::<Deployment>(client, scope), managed_children.clone(), health, 1, |d| d.spec = None);
+            watch(api::<Deployment>(client, scope), managed_children.clone(), health, 1, slim::deployment);
         let (services, svc_stream) =
-            watch(api::<Service>(client, scope), managed_children, health, 2, |s| s.spec = None);
+            watch(api::<Service>(client, scope), managed_children, health, 2, slim::service);
         let pods_config = watcher::Config::default().labels(SERVICE_LABEL);
-        let (pods, pod_stream) = watch(api::<Pod>(client, scope), pods_config, health, 3, |p| p.spec = None);
+        let (pods, pod_stream) = watch(api::<Pod>(client, scope), pods_config, health, 3, slim::pod);
         Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod readiness;
 pub mod reference;
 pub mod restart_budget;
+pub mod slim;
 pub mod supervisor;
 pub mod telemetry;
 pub mod validate;

@@ -111,7 +111,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // Two workers: reconciles mostly wait on the API, and every extra thread is another
+            // allocator arena (memory) on a many-core node.
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(run(args))?;
         }
         Command::Readiness(args) => {
