@@ -83,6 +83,18 @@ async fn all_ready(api: Api<TelephonyService>, n: usize, timeout: Duration) -> a
     .map_err(|_| anyhow::anyhow!("{} of {n} Ready after {timeout:?}", ready.len()))?
 }
 
+/// Deletes a run's namespace and waits until it is gone, so the next run starts on a quiet cluster
+/// (garbage-collecting a thousand Deployments and their pods takes a while).
+async fn drain(ns: TestNamespace) {
+    let (client, name) = (ns.client.clone(), ns.name.clone());
+    ns.delete().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline && namespaces.get_opt(&name).await.ok().flatten().is_some() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// (user + system CPU time in ms, RSS in MiB) of a process, from /proc.
 fn usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -139,7 +151,7 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     let (cpu_after, rss) = usage(pid);
     let count = reconciles(&admin).await;
     let _ = child.kill().await;
-    tokio::spawn(ns.delete());
+    drain(ns).await;
     let run = Run {
         n,
         operator: took,
@@ -205,7 +217,7 @@ async fn baseline(args: &Args, n: usize) -> anyhow::Result<Duration> {
         .await?;
     marker.await??;
     let took = started.elapsed();
-    tokio::spawn(ns.delete());
+    drain(ns).await;
     Ok(took)
 }
 
@@ -225,10 +237,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if runs.is_empty() {
             rss_empty = empty;
         }
-        // Namespace deletions of the previous run are still draining: give the cluster a moment.
-        tokio::time::sleep(Duration::from_secs(5)).await;
         run.baseline = baseline(&args, n).await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
         eprintln!("N={n}: operator {:?}, baseline {:?}", run.operator, run.baseline);
         runs.push(run);
     }

@@ -85,6 +85,11 @@ pub struct Context {
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
 }
 
+/// Reconciles running at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
+/// Objects per page of a watch's initial list: a smaller peak when listing thousands of pods.
+const LIST_PAGE_SIZE: u32 = 100;
+
 fn api<K>(client: &Client, scope: &Scope) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -112,10 +117,13 @@ where
 {
     let (store, writer) = reflector::store();
     let health = health.clone();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(slim))
-        .inspect(move |event| health.watch_result(slot, event.is_ok()))
-        .touched_objects()
-        .boxed();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config.page_size(LIST_PAGE_SIZE)).default_backoff().modify(slim),
+    )
+    .inspect(move |event| health.watch_result(slot, event.is_ok()))
+    .touched_objects()
+    .boxed();
     (store, stream)
 }
 
@@ -196,7 +204,11 @@ pub async fn run(
         written: Mutex::default(),
         retries: Mutex::default(),
     });
+    // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
+    // in memory at the same time; the API server, not the operator, sets the pace anyway.
+    let config = kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     Controller::for_stream(tsvc_stream, tsvcs)
+        .with_config(config)
         .owns_stream(deploy_stream)
         .owns_stream(svc_stream)
         .watches_stream(pod_stream, |pod| {
