@@ -222,13 +222,7 @@ async fn baseline(args: &Args, n: usize) -> anyhow::Result<Duration> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = testing::client().await;
-    let crds: Api<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    > = Api::all(client);
-    let crd = telephony_operator::crd::crd_manifest();
-    let name = <TelephonyService as kube::CustomResourceExt>::crd_name();
-    crds.patch(name, &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd)).await?;
+    crate::crd::install(&testing::client().await).await?;
 
     let mut runs = vec![];
     let mut rss_empty = 0.0;

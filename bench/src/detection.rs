@@ -38,12 +38,7 @@ fn used(t: &TelephonyService) -> u32 {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-detect").await;
-    let crd = telephony_operator::crd::crd_manifest();
-    let crds = kube::Api::<
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    >::all(ns.client.clone());
-    let name = <TelephonyService as kube::CustomResourceExt>::crd_name();
-    crds.patch(name, &PatchParams::apply("dialtone-bench").force(), &Patch::Apply(&crd)).await?;
+    crate::crd::install(&ns.client).await?;
     let mut operator = tokio::process::Command::new(&args.operator)
         .args(["run", "--leader-elect=false", "--log-format=json", "--admin-addr=127.0.0.1:0", "--namespace"])
         .arg(&ns.name)

@@ -2,6 +2,7 @@
 //! and the baseline it is compared with, measured in the same run.
 
 mod convergence;
+mod crd;
 mod detection;
 mod readiness;
 mod stats;

@@ -5,9 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::CustomResourceExt;
+use kube::api::{Patch, PatchParams, PostParams};
 use telephony_operator::crd::TelephonyService;
 use testing::{wait_until, TestNamespace};
 
@@ -49,15 +47,7 @@ fn wrk(url: &str, a: &Args, connections: u32) -> anyhow::Result<Wrk> {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-ready").await;
-    let crd = telephony_operator::crd::crd_manifest();
-    Api::<CustomResourceDefinition>::all(ns.client.clone())
-        .patch(
-            TelephonyService::crd_name(),
-            &PatchParams::apply("dialtone-bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    crate::crd::install(&ns.client).await?;
 
     // N services with a Ready status (written directly: this measures the readiness service only).
     let api = ns.api::<TelephonyService>();
