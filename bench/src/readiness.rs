@@ -103,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(dir.join("status.json"), &body)?;
     let nginx_port = testing::free_port();
     let conf = format!(
-        "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/logs/error.log; user root;\n\
+        "worker_processes 1; master_process off; daemon off; pid {d}/nginx.pid; error_log {d}/logs/error.log; user root;\n\
          events {{ worker_connections 1024; }}\n\
          http {{ access_log off; sendfile on; keepalive_requests 1000000; types {{ application/json json; }}\n\
            server {{ listen 127.0.0.1:{nginx_port}; root {d}; location / {{ default_type application/json; }} }} }}\n",
