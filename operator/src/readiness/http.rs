@@ -86,21 +86,33 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 /// JSON with `Cache-Control: no-cache` and an ETag, so polling clients get cheap 304s.
 fn cached_json<T: Serialize>(status: StatusCode, body: &T, headers: &HeaderMap) -> Response {
-    let bytes = match serde_json::to_vec(body) {
-        Ok(b) => b,
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
-    };
-    let hash = crate::desired::fnv1a(&bytes);
-    let etag = format!("\"{hash:016x}\"");
-    let common = [(header::CACHE_CONTROL, "no-cache".to_string()), (header::ETAG, etag.clone())];
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let etag = etag_of(&bytes);
+            respond(status, &etag, bytes.into(), headers)
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
+    }
+}
+
+pub(super) fn etag_of(body: &[u8]) -> HeaderValue {
+    let tag = format!("\"{:016x}\"", crate::desired::fnv1a(body));
+    HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// A prepared JSON body, or 304 when the client already has it.
+fn respond(status: StatusCode, etag: &HeaderValue, body: axum::body::Bytes, headers: &HeaderMap) -> Response {
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|t| t.trim().as_bytes() == etag.as_bytes() || t.trim() == "*"));
+    let common =
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")), (header::ETAG, etag.clone())];
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (status, common, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    (status, common, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response()
 }
 
 /// Kubernetes names: lowercase letters, digits, '-' and '.', at most 253.
@@ -128,11 +140,8 @@ async fn one(
             &format!("namespace {ns} is not watched by this readiness service"),
         );
     }
-    match st.status(&ns, &name) {
-        Some(v) => {
-            let code = StatusCode::from_u16(v.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            cached_json(code, &v, &headers)
-        }
+    match st.answer(&ns, &name) {
+        Some(a) => respond(a.status, &a.etag, a.body.clone(), &headers),
         None if st.freshness.is_stale(now_ms()) => {
             // We can't even say whether it exists: unknown, not "not found".
             let body = serde_json::json!({
@@ -260,6 +269,7 @@ mod tests {
             freshness.watch_event(true, now_ms());
         }
         router(Arc::new(Readiness {
+            answers: Default::default(),
             scopes: vec![(None, store)],
             freshness,
             changes: tokio::sync::broadcast::channel(16).0,

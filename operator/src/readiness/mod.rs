@@ -6,9 +6,10 @@ mod freshness;
 mod http;
 pub mod view;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -39,6 +40,18 @@ pub struct Readiness {
     pub changes: broadcast::Sender<Change>,
     pub metrics: http::Metrics,
     pub cors_origins: Vec<String>,
+    /// The encoded answer per service, reused until the object or the confirmation time changes.
+    pub answers: RwLock<HashMap<String, Arc<Answer>>>,
+}
+
+/// One service's answer, encoded once and served many times.
+pub struct Answer {
+    resource_version: Option<String>,
+    confirmed_ms: i64,
+    stale: bool,
+    pub status: axum::http::StatusCode,
+    pub etag: axum::http::HeaderValue,
+    pub body: axum::body::Bytes,
 }
 
 impl Readiness {
@@ -56,6 +69,37 @@ impl Readiness {
         let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
         let now = now_ms();
         Some(view::view(&obj, self.freshness.confirmed_ms(), self.freshness.is_stale(now)))
+    }
+
+    /// The encoded answer for one service, or None when it doesn't exist.
+    pub fn answer(&self, namespace: &str, name: &str) -> Option<Arc<Answer>> {
+        let store = self.store_for(namespace)?;
+        let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
+        let (confirmed_ms, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now_ms()));
+        let key = format!("{namespace}/{name}");
+        let fresh = |a: &Answer| {
+            a.resource_version == obj.metadata.resource_version
+                && a.confirmed_ms == confirmed_ms
+                && a.stale == stale
+        };
+        if let Some(a) = self.answers.read().ok().and_then(|m| m.get(&key).filter(|a| fresh(a)).cloned()) {
+            return Some(a);
+        }
+        let v = view::view(&obj, confirmed_ms, stale);
+        let body = serde_json::to_vec(&v).ok()?;
+        let answer = Arc::new(Answer {
+            resource_version: obj.metadata.resource_version.clone(),
+            confirmed_ms,
+            stale,
+            status: axum::http::StatusCode::from_u16(v.http_status())
+                .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE),
+            etag: http::etag_of(&body),
+            body: body.into(),
+        });
+        if let Ok(mut answers) = self.answers.write() {
+            answers.insert(key, answer.clone());
+        }
+        Some(answer)
     }
 
     /// Every visible service, sorted by namespace and name.
@@ -140,6 +184,7 @@ pub async fn run(
         changes,
         metrics: http::Metrics::default(),
         cors_origins: settings.cors_origins.clone(),
+        answers: Default::default(),
     });
 
     let synced_scopes = Arc::new(AtomicUsize::new(0));
@@ -157,6 +202,13 @@ pub async fn run(
                         let _ = st.changes.send(Change::Status(Arc::new(v)));
                     }
                     Ok(watcher::Event::Delete(t)) => {
+                        if let Ok(mut answers) = st.answers.write() {
+                            answers.remove(&format!(
+                                "{}/{}",
+                                t.namespace().unwrap_or_default(),
+                                t.name_any()
+                            ));
+                        }
                         let _ = st.changes.send(Change::Deleted {
                             namespace: t.namespace().unwrap_or_default(),
                             name: t.name_any(),
