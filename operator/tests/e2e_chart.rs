@@ -24,9 +24,12 @@ fn helm(args: &[&str]) -> Result<String, String> {
 /// Renders the chart for the cluster's Kubernetes version; every object as JSON.
 fn render(release: &str, ns: &str, sets: &[String]) -> Vec<Value> {
     let chart = chart();
-    let version: Value = serde_json::from_str(&kubectl(&["version", "-o", "json"])).expect("version JSON");
-    let version = version["serverVersion"]["gitVersion"].as_str().unwrap_or_default().to_string();
-    let mut args = vec!["template", release, &chart, "-n", ns, "--kube-version", &version];
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let v: Value = serde_json::from_str(&kubectl(&["version", "-o", "json"])).expect("version JSON");
+        v["serverVersion"]["gitVersion"].as_str().unwrap_or_default().to_string()
+    });
+    let mut args = vec!["template", release, &chart, "-n", ns, "--kube-version", version];
     for s in sets {
         args.extend(["--set", s]);
     }

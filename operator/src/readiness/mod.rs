@@ -63,14 +63,6 @@ impl Readiness {
         self.store_for(namespace).is_some()
     }
 
-    /// The answer for one service, or None when it doesn't exist.
-    pub fn status(&self, namespace: &str, name: &str) -> Option<StatusView> {
-        let store = self.store_for(namespace)?;
-        let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
-        let now = now_ms();
-        Some(view::view(&obj, self.freshness.confirmed_ms(), self.freshness.is_stale(now)))
-    }
-
     /// The encoded answer for one service, or None when it doesn't exist.
     pub fn answer(&self, namespace: &str, name: &str) -> Option<Arc<Answer>> {
         let store = self.store_for(namespace)?;
