@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -31,7 +31,7 @@ use crate::crd::{TelephonyService, TelephonyServiceStatus};
 use crate::desired::{self, MANAGED_BY, SERVICE_LABEL};
 use crate::liveness::PodObservation;
 use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
-use crate::slim;
+use crate::slim::{self, CachedDeployment, CachedPod, CachedService};
 use crate::supervisor::{self, Announcement, Severity};
 
 pub const FIELD_MANAGER: &str = "dialtone-operator";
@@ -70,19 +70,29 @@ impl Error {
 
 pub struct Context {
     client: Client,
-    recorder: Recorder,
+    /// Who publishes events. A Recorder is made per reconcile: kube's keeps every event it sent
+    /// for minutes (to merge repeats into a series), about 9 MB with a thousand services, and
+    /// this operator's events are transitions, which don't repeat in bursts.
+    reporter: Reporter,
     metrics: Metrics,
-    pods: Store<Pod>,
-    deployments: Store<Deployment>,
-    services: Store<Service>,
+    pods: Store<CachedPod>,
+    deployments: Store<CachedDeployment>,
+    services: Store<CachedService>,
     tsvcs: Store<TelephonyService>,
     /// All four caches have listed once: before that, a missing pod may just be unseen yet, and
     /// deciding on it would forget (then recount) what was already counted.
     synced: Arc<AtomicBool>,
-    /// The status this process last wrote, by object uid.
-    written: Mutex<HashMap<String, TelephonyServiceStatus>>,
+    /// The status this process last wrote, by object uid, until the watch cache holds it.
+    written: Mutex<HashMap<String, Written>>,
     /// Consecutive failed reconciles per object, for exponential requeue.
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
+}
+
+/// A status write the watch cache may not show yet.
+struct Written {
+    /// The object's resourceVersion after the write: once the cache has it, the entry goes.
+    resource_version: Option<String>,
+    status: TelephonyServiceStatus,
 }
 
 /// Reconciles running at once.
@@ -131,12 +141,12 @@ where
 pub struct Watches {
     pub tsvcs: Store<TelephonyService>,
     tsvc_stream: WatchStream<TelephonyService>,
-    deployments: Store<Deployment>,
-    deploy_stream: WatchStream<Deployment>,
-    services: Store<Service>,
-    svc_stream: WatchStream<Service>,
-    pods: Store<Pod>,
-    pod_stream: WatchStream<Pod>,
+    deployments: Store<CachedDeployment>,
+    deploy_stream: WatchStream<CachedDeployment>,
+    services: Store<CachedService>,
+    svc_stream: WatchStream<CachedService>,
+    pods: Store<CachedPod>,
+    pod_stream: WatchStream<CachedPod>,
 }
 
 impl Watches {
@@ -147,14 +157,24 @@ impl Watches {
         }
         let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
         let (tsvcs, tsvc_stream) =
-            watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0, |_| {});
+            watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0, slim::telephony_service);
+        // Only a new spec or reset annotation calls for a look: status changes are this operator's
+        // own writes, which it already knows (see `Context::written`).
+        let tsvc_stream = tsvc_stream
+            .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default())
+            .boxed();
         let managed_children = watcher::Config::default().labels(&managed);
-        let (deployments, deploy_stream) =
-            watch(api::<Deployment>(client, scope), managed_children.clone(), health, 1, slim::deployment);
+        let (deployments, deploy_stream) = watch(
+            api::<CachedDeployment>(client, scope),
+            managed_children.clone(),
+            health,
+            1,
+            slim::deployment,
+        );
         let (services, svc_stream) =
-            watch(api::<Service>(client, scope), managed_children, health, 2, slim::service);
+            watch(api::<CachedService>(client, scope), managed_children, health, 2, slim::service);
         let pods_config = watcher::Config::default().labels(SERVICE_LABEL);
-        let (pods, pod_stream) = watch(api::<Pod>(client, scope), pods_config, health, 3, slim::pod);
+        let (pods, pod_stream) = watch(api::<CachedPod>(client, scope), pods_config, health, 3, slim::pod);
         Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
     }
 }
@@ -193,7 +213,7 @@ pub async fn run(
 
     let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         client,
         metrics,
         pods,
@@ -242,28 +262,31 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     }
     let name = cached.name_any();
     let mut tsvc = (*cached).clone();
-    if let Some(status) = ctx.written.lock().ok().and_then(|w| w.get(&uid).cloned()) {
+    if let Some(status) = last_written(&ctx, &uid, cached.resource_version()) {
         tsvc.status = Some(status);
     }
 
     // Observe (from the watch caches).
     let child = desired::child_name(&tsvc);
-    let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns));
-    let service = ctx.services.get(&ObjectRef::new(&child).within(&ns));
+    let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.to_deployment());
+    let service = ctx
+        .services
+        .get(&ObjectRef::new(&child).within(&ns))
+        .map(|s| Service { metadata: s.metadata.clone(), ..Default::default() });
     let pods: Vec<PodObservation> = ctx
         .pods
         .state()
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .filter(|p| p.labels().get(SERVICE_LABEL) == Some(&name))
-        .map(|p| PodObservation::from_pod(p))
+        .map(|p| PodObservation::from_pod(&p.to_pod()))
         .collect();
 
     // Decide.
     let decision = supervisor::decide(&supervisor::Observed {
         tsvc: &tsvc,
-        deployment: deployment.as_deref(),
-        service: service.as_deref(),
+        deployment: deployment.as_ref(),
+        service: service.as_ref(),
         pods,
         now: Timestamp::now(),
         jitter: rand::random::<f64>(),
@@ -291,11 +314,13 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
             "status": decision.status,
         });
         let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), &ns);
-        if let Err(e) = tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
-            forget(&ctx, &uid); // unknown outcome: trust the watch again
-            return Err(Error::Status(e));
+        match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+            Ok(written) => remember(&ctx, uid, written.resource_version(), decision.status.clone()),
+            Err(e) => {
+                forget(&ctx, &uid); // unknown outcome: trust the watch again
+                return Err(Error::Status(e));
+            }
         }
-        remember(&ctx, uid, decision.status.clone());
     }
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
     for pod in &decision.restart_pods {
@@ -326,9 +351,20 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     Ok(Action::requeue(decision.requeue))
 }
 
-fn remember(ctx: &Context, uid: String, status: TelephonyServiceStatus) {
+/// The status last written for `uid`, unless the cached object (at `cached_version`) already has it.
+fn last_written(ctx: &Context, uid: &str, cached_version: Option<String>) -> Option<TelephonyServiceStatus> {
+    let mut written = ctx.written.lock().ok()?;
+    let entry = written.get(uid)?;
+    if entry.resource_version.is_some() && entry.resource_version == cached_version {
+        written.remove(uid); // the cache caught up: one copy of each status is enough
+        return None;
+    }
+    Some(entry.status.clone())
+}
+
+fn remember(ctx: &Context, uid: String, resource_version: Option<String>, status: TelephonyServiceStatus) {
     if let Ok(mut written) = ctx.written.lock() {
-        written.insert(uid, status);
+        written.insert(uid, Written { resource_version, status });
         // Deleted objects are never reconciled again: drop their entries now and then.
         if written.len() > ctx.tsvcs.state().len() + 64 {
             let live: std::collections::HashSet<String> =
@@ -345,6 +381,10 @@ fn forget(ctx: &Context, uid: &str) {
 }
 
 async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]) {
+    if events.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let reference = tsvc.object_ref(&());
     for e in events {
         let event = KubeEvent {
@@ -357,7 +397,7 @@ async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]
             action: e.reason.to_string(),
             secondary: None,
         };
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(err) = recorder.publish(&event, &reference).await {
             tracing::warn!(error = %err, reason = e.reason, "could not publish event");
         }
     }

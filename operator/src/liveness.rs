@@ -78,7 +78,8 @@ impl PodObservation {
 pub struct Detection {
     /// New failures, each to be counted once.
     pub failures: Vec<Failure>,
-    /// Updated per-pod records (pods that no longer exist are dropped).
+    /// Updated per-pod records. Pods that no longer exist are dropped, and so are pods with nothing
+    /// counted yet: a missing record means the same, and a new pod then costs no status write.
     pub records: Vec<PodRecord>,
     /// Pods running but not Ready for longer than the startup timeout: candidates for an
     /// operator-initiated restart (counted as a failure when the restart happens).
@@ -142,7 +143,9 @@ pub fn detect(
         if pod.running && !pod.ready && stuck.is_none() && timed_out {
             out.hung.push(pod.name.clone());
         }
-        out.records.push(record);
+        if record.restarts > 0 || record.waiting.is_some() {
+            out.records.push(record);
+        }
     }
     out
 }

@@ -1,16 +1,135 @@
 //! What the operator keeps of each watched object. With a thousand services the caches would
 //! otherwise be most of its memory (managed fields, pod specs, image IDs, kubectl's
 //! last-applied copy of every object); decisions read only what is kept here.
+//!
+//! Pods and Deployments are cached as [`Cached`]: metadata and status only. A spec is never even
+//! decoded, and a k8s-openapi `Pod` or `Deployment` holds its spec inline (2.2 KB per object
+//! even when `None`). Services are cached as metadata only, which the API server sends alone.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodStatus, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::core::PartialObjectMeta;
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
 
 use crate::crd::TelephonyService;
 use crate::desired::{APPLIED_HASH, SERVICE_LABEL};
 use crate::supervisor::RESET_ANNOTATION;
+
+/// An object of kind `K` as cached: its metadata and status `S`, no spec.
+#[derive(Clone, Debug)]
+pub struct Cached<K, S> {
+    pub metadata: ObjectMeta,
+    pub status: Option<S>,
+    kind: PhantomData<fn() -> K>,
+}
+
+pub type CachedPod = Cached<Pod, PodStatus>;
+pub type CachedDeployment = Cached<Deployment, DeploymentStatus>;
+pub type CachedService = PartialObjectMeta<Service>;
+
+impl<K, S> Cached<K, S> {
+    pub fn new(metadata: ObjectMeta, status: Option<S>) -> Self {
+        Cached { metadata, status, kind: PhantomData }
+    }
+}
+
+impl CachedPod {
+    pub fn to_pod(&self) -> Pod {
+        Pod { metadata: self.metadata.clone(), spec: None, status: self.status.clone() }
+    }
+}
+
+impl CachedDeployment {
+    pub fn to_deployment(&self) -> Deployment {
+        Deployment { metadata: self.metadata.clone(), spec: None, status: self.status.clone() }
+    }
+}
+
+/// Read as `K` from the API.
+impl<K, S> Resource for Cached<K, S>
+where
+    K: Resource<DynamicType = ()>,
+{
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<'de, K, S: Deserialize<'de>> Deserialize<'de> for Cached<K, S> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Unknown fields (`spec`, `managedFields`) are skipped, not decoded.
+        #[derive(Deserialize)]
+        struct Wire<S> {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default = "none")]
+            status: Option<S>,
+        }
+        fn none<S>() -> Option<S> {
+            None
+        }
+        let w = Wire::<S>::deserialize(d)?;
+        Ok(Cached::new(w.metadata.into(), w.status))
+    }
+}
+
+/// The metadata fields any cached object keeps (managed fields are never decoded).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+    owner_references: Option<Vec<OwnerReference>>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+impl From<Meta> for ObjectMeta {
+    fn from(m: Meta) -> ObjectMeta {
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            resource_version: m.resource_version,
+            generation: m.generation,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            owner_references: m.owner_references,
+            labels: m.labels,
+            annotations: m.annotations,
+            ..Default::default()
+        }
+    }
+}
 
 /// Identity, ownership and lifecycle of an object, plus the labels and annotations in `keep`.
 fn meta(m: &mut ObjectMeta, keep: &[&str]) {
@@ -41,25 +160,22 @@ pub fn telephony_service(t: &mut TelephonyService) {
 }
 
 /// Compared by its applied-hash annotation; its status tells how a rollout is going.
-pub fn deployment(d: &mut Deployment) {
+pub fn deployment(d: &mut CachedDeployment) {
     meta(&mut d.metadata, &[APPLIED_HASH]);
-    d.spec = None;
     if let Some(s) = d.status.as_mut() {
         s.conditions = None;
     }
 }
 
 /// Compared by its applied-hash annotation only.
-pub fn service(s: &mut Service) {
+pub fn service(s: &mut CachedService) {
     meta(&mut s.metadata, &[APPLIED_HASH]);
-    s.spec = None;
-    s.status = None;
+    s.types = None;
 }
 
 /// Liveness reads the Ready condition, container states and restart counts, and the start time.
-pub fn pod(p: &mut Pod) {
+pub fn pod(p: &mut CachedPod) {
     meta(&mut p.metadata, &[SERVICE_LABEL]);
-    p.spec = None;
     let Some(s) = p.status.take() else { return };
     let ready = s.conditions.into_iter().flatten().filter(|c| c.type_ == "Ready").map(|c| PodCondition {
         type_: c.type_,
@@ -101,8 +217,8 @@ mod tests {
     use super::*;
     use crate::liveness::PodObservation;
 
-    fn crashed_pod() -> Pod {
-        serde_json::from_value(serde_json::json!({
+    fn crashed_pod() -> serde_json::Value {
+        serde_json::json!({
             "metadata": {
                 "name": "calls-worker-1", "namespace": "shop", "uid": "u1",
                 "labels": { SERVICE_LABEL: "calls", "pod-template-hash": "abc" },
@@ -124,24 +240,37 @@ mod tests {
                     "lastState": { "terminated": { "exitCode": 137, "reason": "OOMKilled", "containerID": "c1" } }
                 }]
             }
-        }))
-        .expect("pod JSON")
+        })
     }
 
     #[test]
     fn a_slim_pod_is_observed_exactly_like_the_full_one() {
-        let full = crashed_pod();
-        let mut slim = full.clone();
+        let full: Pod = serde_json::from_value(crashed_pod()).expect("pod JSON");
+        let mut slim: CachedPod = serde_json::from_value(crashed_pod()).expect("cached pod JSON");
+        assert!(slim.metadata.managed_fields.is_none(), "managed fields are never decoded");
         pod(&mut slim);
-        assert_eq!(PodObservation::from_pod(&slim), PodObservation::from_pod(&full));
-        assert!(slim.spec.is_none() && slim.metadata.managed_fields.is_none());
+        assert_eq!(PodObservation::from_pod(&slim.to_pod()), PodObservation::from_pod(&full));
         assert_eq!(slim.metadata.labels, Some(BTreeMap::from([(SERVICE_LABEL.into(), "calls".into())])));
         assert!(slim.metadata.annotations.is_none());
+        assert_eq!(slim.metadata.creation_timestamp, full.metadata.creation_timestamp);
+    }
+
+    #[test]
+    fn cached_objects_are_read_from_their_kinds_api() {
+        assert_eq!(CachedPod::url_path(&(), Some("shop")), "/api/v1/namespaces/shop/pods");
+        assert_eq!(CachedDeployment::url_path(&(), None), "/apis/apps/v1/deployments");
+        assert!(!CachedPod::metadata_api() && CachedService::metadata_api());
+    }
+
+    #[test]
+    fn a_pod_without_status_or_metadata_still_decodes() {
+        let p: CachedPod = serde_json::from_value(serde_json::json!({ "kind": "Pod" })).expect("decodes");
+        assert!(p.status.is_none() && p.metadata.name.is_none());
     }
 
     #[test]
     fn children_keep_what_decisions_compare() {
-        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+        let mut d: CachedDeployment = serde_json::from_value(serde_json::json!({
             "metadata": { "name": "calls-worker", "generation": 3, "annotations": { APPLIED_HASH: "h1", "other": "x" },
                           "ownerReferences": [{ "apiVersion": "dialtone.dev/v1alpha1", "kind": "TelephonyService",
                                                 "name": "calls", "uid": "u", "controller": true }] },
@@ -157,6 +286,15 @@ mod tests {
         let status = d.status.unwrap_or_default();
         assert_eq!((status.observed_generation, status.updated_replicas), (Some(3), Some(2)));
         assert!(status.conditions.is_none());
+
+        let mut s: CachedService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": { "name": "calls-worker", "annotations": { APPLIED_HASH: "h2", "other": "x" } }
+        }))
+        .expect("service metadata JSON");
+        service(&mut s);
+        assert_eq!(crate::desired::applied_hash(&s), Some("h2"));
+        assert_eq!(s.metadata.annotations.map(|a| a.len()), Some(1));
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub fn decide(obs: &Observed) -> Decision {
     let used = u32::try_from(history.failures.len()).unwrap_or(u32::MAX);
     let max = policy.max_restarts;
     let last_failure = step.recorded.last().cloned().or(prev.last_failure.clone());
-    let rolling = rollout_in_progress(obs.deployment, generation, desired_replicas, live.len());
+    let rolling_out = rollout_in_progress(obs.deployment, generation, desired_replicas, live.len());
     let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
     let hung = !detection.hung.is_empty();
     // Once serving in this generation, losing workers is degradation, not "still starting".
@@ -193,11 +193,16 @@ pub fn decide(obs: &Observed) -> Decision {
         Phase::Ready
     } else if has_failures {
         Phase::Degraded
-    } else if obs.deployment.is_none() {
+    } else if live.is_empty() {
         Phase::Pending
     } else {
         Phase::Progressing
     };
+    // Starting workers is progress until they are Ready, as for `kubectl rollout status`. (The
+    // Deployment alone counts a created pod as rolled out, which would flip the condition, and
+    // cost a status write, between the pod's creation and its readiness.)
+    let rolling =
+        rolling_out || phase == Phase::Progressing || (phase == Phase::Pending && spec.replicas > 0);
     let resets_at = restart_budget::resets_at(&policy, &history);
     let window = spec.restart_budget.window_seconds;
     let (ready_reason, ready_message) = if open {
@@ -229,7 +234,7 @@ pub fn decide(obs: &Observed) -> Decision {
         Phase::Failed => budget_message.clone(),
         Phase::Degraded => degraded_message.clone(),
         Phase::Pending if spec.replicas == 0 => "scaled to 0 by spec.replicas".into(),
-        Phase::Pending => "creating the worker Deployment".into(),
+        Phase::Pending => "creating workers: no worker pod yet".into(),
         _ => format!("starting workers: {ready}/{} ready", spec.replicas),
     };
     let status = TelephonyServiceStatus {

@@ -24,11 +24,24 @@ fn healthy(name: &str) -> PodObservation {
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
-fn healthy_pods_have_no_failures_and_get_records() {
+fn healthy_pods_have_no_failures_and_need_no_records() {
     let d = detect(&[healthy("a"), healthy("b")], &[], TIMEOUT, now());
     assert!(d.failures.is_empty());
-    assert_eq!(d.records.len(), 2);
+    assert!(d.records.is_empty(), "nothing counted yet: nothing to persist");
     assert!(d.hung.is_empty());
+}
+
+#[test]
+fn a_counted_pod_keeps_its_record_and_a_gone_pod_loses_it() {
+    let mut a = healthy("a");
+    a.restarts = 2;
+    let known = [
+        PodRecord { pod: "a".into(), restarts: 2, ..Default::default() },
+        PodRecord { pod: "gone".into(), restarts: 1, ..Default::default() },
+    ];
+    let d = detect(&[a, healthy("b")], &known, TIMEOUT, now());
+    assert!(d.failures.is_empty());
+    assert_eq!(d.records, vec![PodRecord { pod: "a".into(), restarts: 2, ..Default::default() }]);
 }
 
 #[test]

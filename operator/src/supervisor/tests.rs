@@ -89,6 +89,38 @@ fn a_new_service_gets_its_children_then_goes_ready() {
     assert_eq!(again.status, ready.status);
 }
 
+/// Each status write costs the API server a write and every watcher an event: starting a service
+/// writes three (Pending, Progressing, Ready), whatever order the Deployment's and the pod's
+/// updates arrive in.
+#[test]
+fn starting_a_service_writes_three_statuses() {
+    let mut sim = Sim::new();
+    let mut statuses = vec![sim.look(0, vec![]).status];
+    // The Deployment shows up in the cache; no pod yet.
+    statuses.push(sim.look(0, vec![]).status);
+    // The pod is created; the Deployment then counts it as updated before it is Ready.
+    statuses.push(sim.look(1, vec![pod("w-1", false, 0)]).status);
+    if let Some(d) = sim.deployment.as_mut() {
+        d.metadata.generation = Some(1);
+        d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            observed_generation: Some(1),
+            updated_replicas: Some(1),
+            replicas: Some(1),
+            ..Default::default()
+        });
+    }
+    statuses.push(sim.look(1, vec![pod("w-1", false, 0)]).status);
+    statuses.push(sim.look(2, vec![pod("w-1", true, 0)]).status);
+    statuses.dedup();
+    let phases: Vec<Phase> = statuses.iter().map(|s| s.phase).collect();
+    assert_eq!(phases, vec![Phase::Pending, Phase::Progressing, Phase::Ready]);
+    let progressing = |s: &TelephonyServiceStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Progressing").map(|c| c.status.clone())
+    };
+    assert_eq!(progressing(&statuses[1]).as_deref(), Some("True"), "starting workers is progress");
+    assert_eq!(progressing(&statuses[2]).as_deref(), Some("False"), "Ready: rollout complete");
+}
+
 #[test]
 fn a_crash_degrades_then_recovers_and_is_remembered() {
     let mut sim = Sim::new();
