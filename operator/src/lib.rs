@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod heap;
 pub mod leader;
 pub mod liveness;
 pub mod metrics;

@@ -155,6 +155,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     tracing::info!(admin = %args.admin_addr, namespace = ?scope.namespace, selector = ?scope.selector, "operator starting");
+    telephony_operator::heap::spawn_trimmer();
 
     let mut leading = if args.leader_elect {
         let identity =
@@ -207,6 +208,7 @@ async fn readiness(args: ReadinessArgs) -> anyhow::Result<()> {
         stale_after: args.stale_after,
         cors_origins: args.cors_origin,
     };
+    telephony_operator::heap::spawn_trimmer();
     telephony_operator::readiness::run(client, settings, shutdown_signal()).await
 }
 
