@@ -51,21 +51,40 @@ start() {
 
 # follow PHASE RESTARTS SECONDS: prints the TelephonyService (kubectl get tsvc) and the readiness
 # answer whenever either changes, until the phase is PHASE (and the restarts column RESTARTS, if
-# given).
+# given). The TelephonyService is watched, not polled, so short-lived states (Pending) show too.
 COLUMNS_TSVC='PHASE:.status.phase,READY:.status.ready,RESTARTS:.status.restarts,MESSAGE:.status.message'
 follow() {
-  local want=$1 restarts=$2 secs=$3 last="" line code deadline=$((SECONDS + $3))
+  local want=$1 restarts=$2 secs=$3 last="" line="" code="" before="" seen=0 deadline=$((SECONDS + $3))
+  local changes="$LOGS/demo-watch.txt"
+  kubectl get tsvc -n "$NS" --field-selector metadata.name=calls --watch --no-headers \
+    -o custom-columns="$COLUMNS_TSVC" >"$changes" 2>/dev/null &
+  local watcher=$!
   while [ $SECONDS -lt $deadline ]; do
-    line=$(kubectl get tsvc calls -n "$NS" --no-headers -o custom-columns="$COLUMNS_TSVC" 2>/dev/null | tr -s ' ' || true)
+    local lines=() i
+    mapfile -t lines < <(tail -n +$((seen + 1)) "$changes")
+    seen=$((seen + ${#lines[@]}))
+    [ ${#lines[@]} -gt 0 ] || lines=("$line")
+    # The readiness answer is read now: it goes with the latest state; earlier states seen in the
+    # same look keep the answer read before them.
+    before=$code
     code=$(curl -s -o /dev/null -w '%{http_code}' "$READINESS/v1/status/$NS/calls" || true)
-    if [ "$line|$code" != "$last" ]; then
-      printf '  %s  %-70s readiness: %s\n' "$(date +%T)" "$line" "$code"
-      last="$line|$code"
-    fi
+    for i in "${!lines[@]}"; do
+      line=$(tr -s ' ' <<<"${lines[$i]}")
+      local shown=$code
+      if [ $((i + 1)) -lt ${#lines[@]} ] && [ -n "$before" ]; then shown=$before; fi
+      if [ "$line|$shown" != "$last" ] && [ -n "$line" ] && [ "${line%% *}" != "<none>" ]; then
+        printf '  %s  %-70s readiness: %s\n' "$(date +%T)" "$line" "$shown"
+        last="$line|$shown"
+      fi
+    done
     read -r phase _ used _ <<<"$line"
-    if [ "$phase" = "$want" ] && { [ -z "$restarts" ] || [ "$used" = "$restarts" ]; }; then return 0; fi
+    if [ "$phase" = "$want" ] && { [ -z "$restarts" ] || [ "$used" = "$restarts" ]; }; then
+      kill "$watcher" 2>/dev/null || true
+      return 0
+    fi
     sleep 0.2
   done
+  kill "$watcher" 2>/dev/null || true
   die "calls did not reach $want $restarts within ${secs}s (logs: $LOGS/demo-operator.log)"
 }
 
