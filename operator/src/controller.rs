@@ -279,7 +279,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .filter(|p| p.labels().get(SERVICE_LABEL) == Some(&name))
-        .map(|p| PodObservation::from_pod(&p.to_pod()))
+        .map(|p| PodObservation::new(&p.metadata, p.status.as_ref()))
         .collect();
 
     // Decide.
@@ -366,7 +366,8 @@ fn remember(ctx: &Context, uid: String, resource_version: Option<String>, status
     if let Ok(mut written) = ctx.written.lock() {
         written.insert(uid, Written { resource_version, status });
         // Deleted objects are never reconciled again: drop their entries now and then.
-        if written.len() > ctx.tsvcs.state().len() + 64 {
+        // (Checked on its own first: the store's length means copying out every entry.)
+        if written.len() > 64 && written.len() > ctx.tsvcs.state().len() + 64 {
             let live: std::collections::HashSet<String> =
                 ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect();
             written.retain(|uid, _| live.contains(uid));

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{Failure, PodRecord};
@@ -38,11 +39,16 @@ pub struct PodObservation {
 
 impl PodObservation {
     pub fn from_pod(pod: &Pod) -> PodObservation {
-        let status = pod.status.clone().unwrap_or_default();
+        PodObservation::new(&pod.metadata, pod.status.as_ref())
+    }
+
+    /// From a pod's parts (the operator caches no spec; see `slim`).
+    pub fn new(metadata: &ObjectMeta, status: Option<&PodStatus>) -> PodObservation {
+        let status = status.cloned().unwrap_or_default();
         let ready_cond = status.conditions.iter().flatten().find(|c| c.type_ == "Ready");
         let ready = ready_cond.is_some_and(|c| c.status == "True");
         let containers = status.container_statuses.unwrap_or_default();
-        let started = status.start_time.or_else(|| pod.metadata.creation_timestamp.clone());
+        let started = status.start_time.or_else(|| metadata.creation_timestamp.clone());
         let not_ready_since = if ready {
             None
         } else {
@@ -57,8 +63,8 @@ impl PodObservation {
             Some((t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code))
         });
         PodObservation {
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            deleting: pod.metadata.deletion_timestamp.is_some(),
+            name: metadata.name.clone().unwrap_or_default(),
+            deleting: metadata.deletion_timestamp.is_some(),
             ready,
             not_ready_since,
             running: containers.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())),

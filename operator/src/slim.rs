@@ -39,12 +39,6 @@ impl<K, S> Cached<K, S> {
     }
 }
 
-impl CachedPod {
-    pub fn to_pod(&self) -> Pod {
-        Pod { metadata: self.metadata.clone(), spec: None, status: self.status.clone() }
-    }
-}
-
 impl CachedDeployment {
     pub fn to_deployment(&self) -> Deployment {
         Deployment { metadata: self.metadata.clone(), spec: None, status: self.status.clone() }
@@ -249,7 +243,10 @@ mod tests {
         let mut slim: CachedPod = serde_json::from_value(crashed_pod()).expect("cached pod JSON");
         assert!(slim.metadata.managed_fields.is_none(), "managed fields are never decoded");
         pod(&mut slim);
-        assert_eq!(PodObservation::from_pod(&slim.to_pod()), PodObservation::from_pod(&full));
+        assert_eq!(
+            PodObservation::new(&slim.metadata, slim.status.as_ref()),
+            PodObservation::from_pod(&full)
+        );
         assert_eq!(slim.metadata.labels, Some(BTreeMap::from([(SERVICE_LABEL.into(), "calls".into())])));
         assert!(slim.metadata.annotations.is_none());
         assert_eq!(slim.metadata.creation_timestamp, full.metadata.creation_timestamp);

@@ -178,7 +178,7 @@ pub fn decide(obs: &Observed) -> Decision {
     let used = u32::try_from(history.failures.len()).unwrap_or(u32::MAX);
     let max = policy.max_restarts;
     let last_failure = step.recorded.last().cloned().or(prev.last_failure.clone());
-    let rolling_out = rollout_in_progress(obs.deployment, generation, desired_replicas, live.len());
+    let rolling_out = rollout_in_progress(obs.deployment, desired_replicas, live.len());
     let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
     let hung = !detection.hung.is_empty();
     // Once serving in this generation, losing workers is degradation, not "still starting".
@@ -365,7 +365,7 @@ pub fn decide(obs: &Observed) -> Decision {
 }
 
 /// The Deployment hasn't converged on what was asked of it yet.
-fn rollout_in_progress(d: Option<&Deployment>, _generation: i64, desired: i32, live_pods: usize) -> bool {
+fn rollout_in_progress(d: Option<&Deployment>, desired: i32, live_pods: usize) -> bool {
     let Some(d) = d else { return true };
     let s = d.status.clone().unwrap_or_default();
     let observed = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
