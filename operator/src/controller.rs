@@ -120,7 +120,7 @@ fn watch<K>(
     config: watcher::Config,
     health: &Health,
     slot: usize,
-    slim: fn(&mut K),
+    slim: Option<fn(&mut K)>,
 ) -> (Store<K>, WatchStream<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -129,7 +129,7 @@ where
     let health = health.clone();
     let stream = reflector::reflector(
         writer,
-        watcher(api, config.page_size(LIST_PAGE_SIZE)).default_backoff().modify(slim),
+        watcher(api, config.page_size(LIST_PAGE_SIZE)).default_backoff().modify(slim.unwrap_or(|_| {})),
     )
     .inspect(move |event| health.watch_result(slot, event.is_ok()))
     .touched_objects()
@@ -156,25 +156,26 @@ impl Watches {
             tsvc_config = tsvc_config.labels(selector);
         }
         let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
-        let (tsvcs, tsvc_stream) =
-            watch(api::<TelephonyService>(client, scope), tsvc_config, health, 0, slim::telephony_service);
+        let (tsvcs, tsvc_stream) = watch(
+            api::<TelephonyService>(client, scope),
+            tsvc_config,
+            health,
+            0,
+            Some(slim::telephony_service),
+        );
         // Only a new spec or reset annotation calls for a look: status changes are this operator's
         // own writes, which it already knows (see `Context::written`).
         let tsvc_stream = tsvc_stream
             .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default())
             .boxed();
         let managed_children = watcher::Config::default().labels(&managed);
-        let (deployments, deploy_stream) = watch(
-            api::<CachedDeployment>(client, scope),
-            managed_children.clone(),
-            health,
-            1,
-            slim::deployment,
-        );
+        // Children are decoded slim already (see `slim::Cached`).
+        let (deployments, deploy_stream) =
+            watch(api::<CachedDeployment>(client, scope), managed_children.clone(), health, 1, None);
         let (services, svc_stream) =
-            watch(api::<CachedService>(client, scope), managed_children, health, 2, slim::service);
+            watch(api::<CachedService>(client, scope), managed_children, health, 2, None);
         let pods_config = watcher::Config::default().labels(SERVICE_LABEL);
-        let (pods, pod_stream) = watch(api::<CachedPod>(client, scope), pods_config, health, 3, slim::pod);
+        let (pods, pod_stream) = watch(api::<CachedPod>(client, scope), pods_config, health, 3, None);
         Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
     }
 }
@@ -229,12 +230,9 @@ pub async fn run(
     let config = kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     Controller::for_stream(tsvc_stream, tsvcs)
         .with_config(config)
-        .owns_stream(deploy_stream)
-        .owns_stream(svc_stream)
-        .watches_stream(pod_stream, |pod| {
-            let name = pod.labels().get(SERVICE_LABEL)?.clone();
-            Some(ObjectRef::new(&name).within(&pod.namespace()?))
-        })
+        .watches_stream(deploy_stream, owner)
+        .watches_stream(svc_stream, owner)
+        .watches_stream(pod_stream, owner)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -247,6 +245,14 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The TelephonyService a child belongs to.
+fn owner<K, S>(child: slim::Cached<K, S>) -> Option<ObjectRef<TelephonyService>>
+where
+    slim::Cached<K, S>: Resource,
+{
+    Some(ObjectRef::new(child.owner.as_ref()?).within(child.meta().namespace.as_ref()?))
 }
 
 async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -269,17 +275,14 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     // Observe (from the watch caches).
     let child = desired::child_name(&tsvc);
     let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.to_deployment());
-    let service = ctx
-        .services
-        .get(&ObjectRef::new(&child).within(&ns))
-        .map(|s| Service { metadata: s.metadata.clone(), ..Default::default() });
+    let service = ctx.services.get(&ObjectRef::new(&child).within(&ns)).map(|s| s.to_service());
     let pods: Vec<PodObservation> = ctx
         .pods
         .state()
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| p.labels().get(SERVICE_LABEL) == Some(&name))
-        .map(|p| PodObservation::new(&p.metadata, p.status.as_ref()))
+        .filter(|p| p.owner.as_ref() == Some(&name))
+        .map(|p| p.status.clone())
         .collect();
 
     // Decide.

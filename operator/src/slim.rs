@@ -2,46 +2,132 @@
 //! otherwise be most of its memory (managed fields, pod specs, image IDs, kubectl's
 //! last-applied copy of every object); decisions read only what is kept here.
 //!
-//! Pods and Deployments are cached as [`Cached`]: metadata and status only. A spec is never even
-//! decoded, and a k8s-openapi `Pod` or `Deployment` holds its spec inline (2.2 KB per object
-//! even when `None`). Services are cached as metadata only, which the API server sends alone.
+//! Children (Deployments, Services, Pods) are decoded straight into [`Cached`]: their identity,
+//! the TelephonyService they belong to, the applied hash, and what decisions read of their
+//! status. A pod is kept as its liveness observation. The rest of each object is decoded once,
+//! while it is read, and never stored (a k8s-openapi `Pod` is 2.2 KB inline even without a spec).
+//! Services are read as metadata only, which the API server sends alone.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodStatus, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::PartialObjectMeta;
 use kube::Resource;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
 use crate::crd::TelephonyService;
 use crate::desired::{APPLIED_HASH, SERVICE_LABEL};
+use crate::liveness::PodObservation;
 use crate::supervisor::RESET_ANNOTATION;
 
-/// An object of kind `K` as cached: its metadata and status `S`, no spec.
+/// An object of kind `K` as cached; `S` is what decisions read of its status.
 #[derive(Clone, Debug)]
 pub struct Cached<K, S> {
+    /// Name, namespace, uid, generation, and the resourceVersion the watch resumes from.
     pub metadata: ObjectMeta,
-    pub status: Option<S>,
+    /// The TelephonyService it belongs to: its controller owner, or for a pod (which a ReplicaSet
+    /// owns) its service label.
+    pub owner: Option<String>,
+    /// The hash of what the operator applied, from its annotation.
+    pub applied_hash: Option<String>,
+    pub status: S,
     kind: PhantomData<fn() -> K>,
 }
 
-pub type CachedPod = Cached<Pod, PodStatus>;
-pub type CachedDeployment = Cached<Deployment, DeploymentStatus>;
-pub type CachedService = PartialObjectMeta<Service>;
+pub type CachedPod = Cached<Pod, PodObservation>;
+pub type CachedDeployment = Cached<Deployment, Rollout>;
+pub type CachedService = Cached<PartialObjectMeta<Service>, ()>;
+
+/// How far a Deployment's controller has got with its latest spec.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub observed_generation: Option<i64>,
+    pub updated_replicas: Option<i32>,
+}
+
+/// What a kind's cached status is made of.
+pub trait View: Sized {
+    /// The status as the API sends it (decoded, read, dropped).
+    type Wire: DeserializeOwned;
+    fn view(metadata: &ObjectMeta, status: Option<Self::Wire>) -> Self;
+}
+
+impl View for PodObservation {
+    type Wire = PodStatus;
+    fn view(metadata: &ObjectMeta, status: Option<PodStatus>) -> Self {
+        PodObservation::new(metadata, status.as_ref())
+    }
+}
+
+impl View for Rollout {
+    type Wire = Rollout;
+    fn view(_: &ObjectMeta, status: Option<Rollout>) -> Self {
+        status.unwrap_or_default()
+    }
+}
+
+impl View for () {
+    type Wire = IgnoredAny;
+    fn view(_: &ObjectMeta, _: Option<IgnoredAny>) -> Self {}
+}
 
 impl<K, S> Cached<K, S> {
-    pub fn new(metadata: ObjectMeta, status: Option<S>) -> Self {
-        Cached { metadata, status, kind: PhantomData }
+    /// Keeps what decisions read of a whole object's parts.
+    pub fn new(mut metadata: ObjectMeta, status: S) -> Self {
+        let owner = metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true) && o.kind == "TelephonyService")
+            .map(|o| o.name.clone())
+            .or_else(|| metadata.labels.as_mut()?.remove(SERVICE_LABEL));
+        let applied_hash = metadata.annotations.as_mut().and_then(|a| a.remove(APPLIED_HASH));
+        let metadata = ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            resource_version: metadata.resource_version,
+            generation: metadata.generation,
+            ..Default::default()
+        };
+        Cached { metadata, owner, applied_hash, status, kind: PhantomData }
     }
 }
 
 impl CachedDeployment {
+    /// The parts decisions read, as a Deployment.
     pub fn to_deployment(&self) -> Deployment {
-        Deployment { metadata: self.metadata.clone(), spec: None, status: self.status.clone() }
+        Deployment {
+            metadata: self.decided_meta(),
+            spec: None,
+            status: Some(DeploymentStatus {
+                observed_generation: self.status.observed_generation,
+                updated_replicas: self.status.updated_replicas,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+impl CachedService {
+    /// The parts decisions read, as a Service.
+    pub fn to_service(&self) -> Service {
+        Service { metadata: self.decided_meta(), ..Default::default() }
+    }
+}
+
+impl<K, S> Cached<K, S> {
+    fn decided_meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            annotations: self.applied_hash.clone().map(|h| BTreeMap::from([(APPLIED_HASH.to_string(), h)])),
+            ..self.metadata.clone()
+        }
     }
 }
 
@@ -65,6 +151,9 @@ where
     fn plural(dt: &()) -> Cow<'_, str> {
         K::plural(dt)
     }
+    fn metadata_api() -> bool {
+        K::metadata_api()
+    }
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -73,25 +162,27 @@ where
     }
 }
 
-impl<'de, K, S: Deserialize<'de>> Deserialize<'de> for Cached<K, S> {
+impl<'de, K, S: View> Deserialize<'de> for Cached<K, S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Unknown fields (`spec`, `managedFields`) are skipped, not decoded.
         #[derive(Deserialize)]
-        struct Wire<S> {
+        struct Wire<W> {
             #[serde(default)]
             metadata: Meta,
             #[serde(default = "none")]
-            status: Option<S>,
+            status: Option<W>,
         }
-        fn none<S>() -> Option<S> {
+        fn none<W>() -> Option<W> {
             None
         }
-        let w = Wire::<S>::deserialize(d)?;
-        Ok(Cached::new(w.metadata.into(), w.status))
+        let w = Wire::<S::Wire>::deserialize(d)?;
+        let metadata = ObjectMeta::from(w.metadata);
+        let status = S::view(&metadata, w.status);
+        Ok(Cached::new(metadata, status))
     }
 }
 
-/// The metadata fields any cached object keeps (managed fields are never decoded).
+/// The metadata fields read (managed fields are never decoded).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Meta {
@@ -102,7 +193,7 @@ struct Meta {
     generation: Option<i64>,
     creation_timestamp: Option<Time>,
     deletion_timestamp: Option<Time>,
-    owner_references: Option<Vec<OwnerReference>>,
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
 }
@@ -125,85 +216,25 @@ impl From<Meta> for ObjectMeta {
     }
 }
 
-/// Identity, ownership and lifecycle of an object, plus the labels and annotations in `keep`.
-fn meta(m: &mut ObjectMeta, keep: &[&str]) {
-    let only = |map: Option<BTreeMap<String, String>>| {
-        let kept: BTreeMap<String, String> =
-            map.unwrap_or_default().into_iter().filter(|(k, _)| keep.contains(&k.as_str())).collect();
-        (!kept.is_empty()).then_some(kept)
-    };
-    *m = ObjectMeta {
-        name: m.name.take(),
-        namespace: m.namespace.take(),
-        uid: m.uid.take(),
-        resource_version: m.resource_version.take(),
-        generation: m.generation.take(),
-        creation_timestamp: m.creation_timestamp.take(),
-        deletion_timestamp: m.deletion_timestamp.take(),
-        owner_references: m.owner_references.take(),
-        labels: only(m.labels.take()),
-        annotations: only(m.annotations.take()),
-        ..Default::default()
-    };
-}
-
-/// The spec and status are all read; of the metadata, the reset annotation (labels were already
-/// matched by the watch's selector).
+/// The spec and status are all read; of the metadata, identity, lifecycle and the reset
+/// annotation (labels were already matched by the watch's selector).
 pub fn telephony_service(t: &mut TelephonyService) {
-    meta(&mut t.metadata, &[RESET_ANNOTATION]);
-}
-
-/// Compared by its applied-hash annotation; its status tells how a rollout is going.
-pub fn deployment(d: &mut CachedDeployment) {
-    meta(&mut d.metadata, &[APPLIED_HASH]);
-    if let Some(s) = d.status.as_mut() {
-        s.conditions = None;
-    }
-}
-
-/// Compared by its applied-hash annotation only.
-pub fn service(s: &mut CachedService) {
-    meta(&mut s.metadata, &[APPLIED_HASH]);
-    s.types = None;
-}
-
-/// Liveness reads the Ready condition, container states and restart counts, and the start time.
-pub fn pod(p: &mut CachedPod) {
-    meta(&mut p.metadata, &[SERVICE_LABEL]);
-    let Some(s) = p.status.take() else { return };
-    let ready = s.conditions.into_iter().flatten().filter(|c| c.type_ == "Ready").map(|c| PodCondition {
-        type_: c.type_,
-        status: c.status,
-        last_transition_time: c.last_transition_time,
+    let m = std::mem::take(&mut t.metadata);
+    let annotations = m.annotations.and_then(|mut a| {
+        let reset = a.remove(RESET_ANNOTATION)?;
+        Some(BTreeMap::from([(RESET_ANNOTATION.to_string(), reset)]))
+    });
+    t.metadata = ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        generation: m.generation,
+        creation_timestamp: m.creation_timestamp,
+        deletion_timestamp: m.deletion_timestamp,
+        annotations,
         ..Default::default()
-    });
-    let containers = s.container_statuses.map(|cs| {
-        cs.into_iter()
-            .map(|c| ContainerStatus {
-                name: c.name,
-                ready: c.ready,
-                restart_count: c.restart_count,
-                state: c.state.map(state),
-                last_state: c.last_state.map(state),
-                ..Default::default()
-            })
-            .collect()
-    });
-    p.status = Some(PodStatus {
-        phase: s.phase,
-        start_time: s.start_time,
-        conditions: Some(ready.collect()),
-        container_statuses: containers,
-        ..Default::default()
-    });
-}
-
-fn state(mut s: ContainerState) -> ContainerState {
-    if let Some(t) = s.terminated.as_mut() {
-        t.container_id = None;
-        t.message = None;
-    }
-    s
+    };
 }
 
 #[cfg(test)]
@@ -214,7 +245,7 @@ mod tests {
     fn crashed_pod() -> serde_json::Value {
         serde_json::json!({
             "metadata": {
-                "name": "calls-worker-1", "namespace": "shop", "uid": "u1",
+                "name": "calls-worker-1", "namespace": "shop", "uid": "u1", "resourceVersion": "42",
                 "labels": { SERVICE_LABEL: "calls", "pod-template-hash": "abc" },
                 "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{...}" },
                 "managedFields": [{ "manager": "kubelet", "operation": "Update" }],
@@ -238,37 +269,48 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_pod_is_observed_exactly_like_the_full_one() {
+    fn a_cached_pod_is_its_observation_and_owner() {
         let full: Pod = serde_json::from_value(crashed_pod()).expect("pod JSON");
-        let mut slim: CachedPod = serde_json::from_value(crashed_pod()).expect("cached pod JSON");
-        assert!(slim.metadata.managed_fields.is_none(), "managed fields are never decoded");
-        pod(&mut slim);
+        let cached: CachedPod = serde_json::from_value(crashed_pod()).expect("cached pod JSON");
+        assert_eq!(cached.status, PodObservation::from_pod(&full));
+        assert_eq!(cached.owner.as_deref(), Some("calls"));
+        assert_eq!(cached.applied_hash, None);
+        assert_eq!(cached.metadata.uid.as_deref(), Some("u1"));
         assert_eq!(
-            PodObservation::new(&slim.metadata, slim.status.as_ref()),
-            PodObservation::from_pod(&full)
+            cached.metadata,
+            ObjectMeta {
+                name: Some("calls-worker-1".into()),
+                namespace: Some("shop".into()),
+                uid: Some("u1".into()),
+                resource_version: Some("42".into()),
+                ..Default::default()
+            },
+            "labels, annotations, managed fields and timestamps are not kept"
         );
-        assert_eq!(slim.metadata.labels, Some(BTreeMap::from([(SERVICE_LABEL.into(), "calls".into())])));
-        assert!(slim.metadata.annotations.is_none());
-        assert_eq!(slim.metadata.creation_timestamp, full.metadata.creation_timestamp);
     }
 
     #[test]
     fn cached_objects_are_read_from_their_kinds_api() {
         assert_eq!(CachedPod::url_path(&(), Some("shop")), "/api/v1/namespaces/shop/pods");
         assert_eq!(CachedDeployment::url_path(&(), None), "/apis/apps/v1/deployments");
-        assert!(!CachedPod::metadata_api() && CachedService::metadata_api());
+        assert!(!CachedPod::metadata_api() && !CachedDeployment::metadata_api());
+        assert!(CachedService::metadata_api(), "Services are read as metadata only");
     }
 
     #[test]
     fn a_pod_without_status_or_metadata_still_decodes() {
         let p: CachedPod = serde_json::from_value(serde_json::json!({ "kind": "Pod" })).expect("decodes");
-        assert!(p.status.is_none() && p.metadata.name.is_none());
+        assert!(p.metadata.name.is_none() && p.owner.is_none());
+        assert!(!p.status.ready && p.status.restarts == 0);
     }
 
     #[test]
     fn children_keep_what_decisions_compare() {
-        let mut d: CachedDeployment = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": "calls-worker", "generation": 3, "annotations": { APPLIED_HASH: "h1", "other": "x" },
+        let d: CachedDeployment = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "calls-worker", "namespace": "shop", "generation": 3,
+                          "resourceVersion": "7",
+                          "labels": { SERVICE_LABEL: "renamed-by-hand" },
+                          "annotations": { APPLIED_HASH: "h1", "other": "x" },
                           "ownerReferences": [{ "apiVersion": "dialtone.dev/v1alpha1", "kind": "TelephonyService",
                                                 "name": "calls", "uid": "u", "controller": true }] },
             "spec": { "selector": {}, "template": {} },
@@ -276,22 +318,25 @@ mod tests {
                         "conditions": [{ "type": "Available", "status": "True" }] }
         }))
         .expect("deployment JSON");
-        deployment(&mut d);
-        assert_eq!(crate::desired::applied_hash(&d), Some("h1"));
-        assert_eq!(d.metadata.generation, Some(3));
-        assert_eq!(d.metadata.owner_references.as_ref().map(Vec::len), Some(1));
-        let status = d.status.unwrap_or_default();
+        assert_eq!(d.owner.as_deref(), Some("calls"), "the controller owner wins over the label");
+        assert_eq!(d.applied_hash.as_deref(), Some("h1"));
+        assert_eq!(d.status, Rollout { observed_generation: Some(3), updated_replicas: Some(2) });
+        let seen = d.to_deployment();
+        assert_eq!(crate::desired::applied_hash(&seen), Some("h1"));
+        assert_eq!(seen.metadata.generation, Some(3));
+        assert_eq!(seen.metadata.annotations.map(|a| a.len()), Some(1));
+        let status = seen.status.unwrap_or_default();
         assert_eq!((status.observed_generation, status.updated_replicas), (Some(3), Some(2)));
-        assert!(status.conditions.is_none());
 
-        let mut s: CachedService = serde_json::from_value(serde_json::json!({
+        let s: CachedService = serde_json::from_value(serde_json::json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-            "metadata": { "name": "calls-worker", "annotations": { APPLIED_HASH: "h2", "other": "x" } }
+            "metadata": { "name": "calls-worker", "annotations": { APPLIED_HASH: "h2", "other": "x" },
+                          "ownerReferences": [{ "apiVersion": "dialtone.dev/v1alpha1", "kind": "TelephonyService",
+                                                "name": "calls", "uid": "u", "controller": true }] }
         }))
         .expect("service metadata JSON");
-        service(&mut s);
-        assert_eq!(crate::desired::applied_hash(&s), Some("h2"));
-        assert_eq!(s.metadata.annotations.map(|a| a.len()), Some(1));
+        assert_eq!(s.owner.as_deref(), Some("calls"));
+        assert_eq!(crate::desired::applied_hash(&s.to_service()), Some("h2"));
     }
 
     #[test]
