@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -27,11 +27,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::admin::Health;
-use crate::crd::{TelephonyService, TelephonyServiceStatus};
+use crate::crd::TelephonyService;
 use crate::desired::{self, MANAGED_BY, SERVICE_LABEL};
 use crate::liveness::PodObservation;
 use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
 use crate::slim::{self, CachedDeployment, CachedPod, CachedService};
+use crate::status_cache::StatusCache;
 use crate::supervisor::{self, Announcement, Severity};
 
 pub const FIELD_MANAGER: &str = "dialtone-operator";
@@ -83,16 +84,9 @@ pub struct Context {
     /// deciding on it would forget (then recount) what was already counted.
     synced: Arc<AtomicBool>,
     /// The status this process last wrote, by object uid, until the watch cache holds it.
-    written: Mutex<HashMap<String, Written>>,
+    written: StatusCache,
     /// Consecutive failed reconciles per object, for exponential requeue.
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
-}
-
-/// A status write the watch cache may not show yet.
-struct Written {
-    /// The object's resourceVersion after the write: once the cache has it, the entry goes.
-    resource_version: Option<String>,
-    status: TelephonyServiceStatus,
 }
 
 /// Reconciles running at once.
@@ -141,6 +135,7 @@ where
 pub struct Watches {
     pub tsvcs: Store<TelephonyService>,
     tsvc_stream: WatchStream<TelephonyService>,
+    written: StatusCache,
     deployments: Store<CachedDeployment>,
     deploy_stream: WatchStream<CachedDeployment>,
     services: Store<CachedService>,
@@ -165,7 +160,10 @@ impl Watches {
         );
         // Only a new spec or reset annotation calls for a look: status changes are this operator's
         // own writes, which it already knows (see `Context::written`).
+        let written = StatusCache::default();
+        let seen = written.clone();
         let tsvc_stream = tsvc_stream
+            .inspect_ok(move |t| seen.seen(t))
             .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default())
             .boxed();
         let managed_children = watcher::Config::default().labels(&managed);
@@ -176,7 +174,17 @@ impl Watches {
             watch(api::<CachedService>(client, scope), managed_children, health, 2, None);
         let pods_config = watcher::Config::default().labels(SERVICE_LABEL);
         let (pods, pod_stream) = watch(api::<CachedPod>(client, scope), pods_config, health, 3, None);
-        Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream }
+        Watches {
+            tsvcs,
+            tsvc_stream,
+            written,
+            deployments,
+            deploy_stream,
+            services,
+            svc_stream,
+            pods,
+            pod_stream,
+        }
     }
 }
 
@@ -199,8 +207,17 @@ pub async fn run(
     health: Health,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Watches { tsvcs, tsvc_stream, deployments, deploy_stream, services, svc_stream, pods, pod_stream } =
-        watches;
+    let Watches {
+        tsvcs,
+        tsvc_stream,
+        written,
+        deployments,
+        deploy_stream,
+        services,
+        svc_stream,
+        pods,
+        pod_stream,
+    } = watches;
     let synced = Arc::new(AtomicBool::new(false));
     let (flag, probe) = (synced.clone(), health.clone());
     let stores = (tsvcs.clone(), deployments.clone(), services.clone(), pods.clone());
@@ -222,7 +239,7 @@ pub async fn run(
         services,
         tsvcs: tsvcs.clone(),
         synced,
-        written: Mutex::default(),
+        written,
         retries: Mutex::default(),
     });
     // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
@@ -263,12 +280,12 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     let ns = cached.namespace().ok_or(Error::NoNamespace)?;
     let uid = cached.uid().unwrap_or_default();
     if cached.metadata.deletion_timestamp.is_some() {
-        forget(&ctx, &uid);
+        ctx.written.forget(&uid);
         return Ok(Action::await_change()); // owner references let the garbage collector clean up
     }
     let name = cached.name_any();
     let mut tsvc = (*cached).clone();
-    if let Some(status) = last_written(&ctx, &uid, cached.resource_version()) {
+    if let Some(status) = ctx.written.latest(&uid, cached.metadata.resource_version.as_deref()) {
         tsvc.status = Some(status);
     }
 
@@ -318,9 +335,13 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         });
         let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), &ns);
         match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
-            Ok(written) => remember(&ctx, uid, written.resource_version(), decision.status.clone()),
+            Ok(written) => {
+                ctx.written.remember(uid, written.resource_version(), decision.status.clone(), || {
+                    ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
+                })
+            }
             Err(e) => {
-                forget(&ctx, &uid); // unknown outcome: trust the watch again
+                ctx.written.forget(&uid); // unknown outcome: trust the watch again
                 return Err(Error::Status(e));
             }
         }
@@ -352,36 +373,6 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     }
     ctx.metrics.observe_reconcile(started.elapsed());
     Ok(Action::requeue(decision.requeue))
-}
-
-/// The status last written for `uid`, unless the cached object (at `cached_version`) already has it.
-fn last_written(ctx: &Context, uid: &str, cached_version: Option<String>) -> Option<TelephonyServiceStatus> {
-    let mut written = ctx.written.lock().ok()?;
-    let entry = written.get(uid)?;
-    if entry.resource_version.is_some() && entry.resource_version == cached_version {
-        written.remove(uid); // the cache caught up: one copy of each status is enough
-        return None;
-    }
-    Some(entry.status.clone())
-}
-
-fn remember(ctx: &Context, uid: String, resource_version: Option<String>, status: TelephonyServiceStatus) {
-    if let Ok(mut written) = ctx.written.lock() {
-        written.insert(uid, Written { resource_version, status });
-        // Deleted objects are never reconciled again: drop their entries now and then.
-        // (Checked on its own first: the store's length means copying out every entry.)
-        if written.len() > 64 && written.len() > ctx.tsvcs.state().len() + 64 {
-            let live: std::collections::HashSet<String> =
-                ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect();
-            written.retain(|uid, _| live.contains(uid));
-        }
-    }
-}
-
-fn forget(ctx: &Context, uid: &str) {
-    if let Ok(mut written) = ctx.written.lock() {
-        written.remove(uid);
-    }
 }
 
 async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]) {

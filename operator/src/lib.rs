@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod reference;
 pub mod restart_budget;
 pub mod slim;
+pub mod status_cache;
 pub mod supervisor;
 pub mod telemetry;
 pub mod validate;
