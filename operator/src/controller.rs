@@ -108,7 +108,8 @@ where
 type WatchStream<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
 /// A cached, health-reporting watch of `K` (lazy: nothing is sent before the stream is polled).
-/// `slim` drops what decisions never read before an object is cached (see `slim`).
+/// `slim`, if given, drops what decisions never read before an object is cached (children need
+/// none: they are decoded slim, see `slim::Cached`).
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -167,7 +168,6 @@ impl Watches {
             .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default())
             .boxed();
         let managed_children = watcher::Config::default().labels(&managed);
-        // Children are decoded slim already (see `slim::Cached`).
         let (deployments, deploy_stream) =
             watch(api::<CachedDeployment>(client, scope), managed_children.clone(), health, 1, None);
         let (services, svc_stream) =
