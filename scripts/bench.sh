@@ -10,7 +10,8 @@ T="${CARGO_TARGET_DIR:-$REPO/target}/release"
 bash scripts/setup.sh
 cargo build --quiet --release -p bench -p telephony-operator -p telephony-pod -p sim-node
 DIALTONE_SIM_NODE_BIN="$T/sim-node" scripts/cluster.sh up
-export DIALTONE_KUBECONFIG="$(scripts/cluster.sh kubeconfig)"
+DIALTONE_KUBECONFIG="$(scripts/cluster.sh kubeconfig)"
+export DIALTONE_KUBECONFIG
 
 out="$REPO/docs/benchmarks.md"
 tmp=$(mktemp)

