@@ -52,12 +52,16 @@ start() {
 # follow PHASE RESTARTS SECONDS: prints the TelephonyService (kubectl get tsvc) and the readiness
 # answer whenever either changes, until the phase is PHASE (and the restarts column RESTARTS, if
 # given). The TelephonyService is watched, not polled, so short-lived states (Pending) show too.
+FOLLOWS=0
 COLUMNS_TSVC='PHASE:.status.phase,READY:.status.ready,RESTARTS:.status.restarts,MESSAGE:.status.message'
 follow() {
   local want=$1 restarts=$2 secs=$3 last="" line="" code="" before="" seen=0 deadline=$((SECONDS + $3))
-  local changes="$LOGS/demo-watch.txt"
+  # A file per call, made before the watch starts: reading it can't race the redirection.
+  FOLLOWS=$((FOLLOWS + 1))
+  local changes="$LOGS/demo-watch-$FOLLOWS.txt"
+  : >"$changes"
   kubectl get tsvc -n "$NS" --field-selector metadata.name=calls --watch --no-headers \
-    -o custom-columns="$COLUMNS_TSVC" >"$changes" 2>/dev/null &
+    -o custom-columns="$COLUMNS_TSVC" >>"$changes" 2>/dev/null &
   local watcher=$!
   while [ $SECONDS -lt $deadline ]; do
     local lines=() i
@@ -93,6 +97,21 @@ answer() {
   curl -s -w '  (HTTP %{http_code})\n' "$READINESS/v1/status/$NS/calls"
 }
 
+# readiness_up WHAT: waits for the readiness service at $READINESS (WHAT names what serves it).
+readiness_up() {
+  for _ in $(seq 1 100); do curl -sf "$READINESS/readyz" >/dev/null && return 0; sleep 0.2; done
+  die "no readiness service at $READINESS: $1"
+}
+
+# namespace NAME: creates it, after an earlier deletion of it has finished.
+namespace() {
+  if [ "$(kubectl get namespace "$1" -o jsonpath='{.status.phase}' 2>/dev/null)" = Terminating ]; then
+    echo "  namespace $1 is still being deleted: waiting"
+    kubectl wait --for=delete "namespace/$1" --timeout=180s >/dev/null
+  fi
+  kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
 worker_pods() { kubectl get pods -n "$NS" -l dialtone.dev/service=calls -o name --field-selector=status.phase=Running; }
 
 if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
@@ -106,12 +125,13 @@ if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
   say "Installing on the cluster of $KUBECONFIG ($(kubectl config current-context))"
   helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait \
     --set image.repository="${DIALTONE_OPERATOR_IMAGE%:*}" --set image.tag="${DIALTONE_OPERATOR_IMAGE##*:}"
-  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  namespace "$NS"
   kubectl create secret generic telnyx -n "$NS" --from-literal=apiKey="$TELNYX_API_KEY" --dry-run=client -o yaml \
     | kubectl apply -f - >/dev/null
   sed "s|image: .*telephony-pod.*|image: $DIALTONE_WORKER_IMAGE|" examples/telephonyservice.yaml | kubectl apply -n "$NS" -f -
   start demo-port-forward kubectl port-forward -n "$SYSTEM" svc/dialtone-readiness "$PORT:80"
   READINESS="http://127.0.0.1:$PORT"
+  readiness_up "kubectl port-forward failed (log: $LOGS/demo-port-forward.log)"
   say "TelephonyService calls (kubectl get tsvc -n $NS)"
   follow Ready "" 300
   answer
@@ -155,12 +175,11 @@ start demo-operator env KUBECONFIG="$(kubeconfig_for dialtone-operator)" POD_NAM
 start demo-readiness env KUBECONFIG="$(kubeconfig_for dialtone-readiness)" \
   "$TARGET/telephony-operator" readiness --addr "127.0.0.1:$PORT" --log-format text
 READINESS="http://127.0.0.1:$PORT"
-for _ in $(seq 1 100); do curl -sf "$READINESS/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "$READINESS/readyz" >/dev/null || die "the readiness service did not start ($LOGS/demo-readiness.log)"
+readiness_up "it did not start (log: $LOGS/demo-readiness.log)"
 echo "  operator and readiness service running as the chart's ServiceAccounts"
 
 say "kubectl apply -f examples/ -n $NS   (a Secret and the TelephonyService calls, 2 workers)"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+namespace "$NS"
 kubectl delete tsvc calls -n "$NS" --ignore-not-found --wait >/dev/null
 kubectl apply -f examples/ -n "$NS"
 T0=$SECONDS
