@@ -30,7 +30,8 @@ bench() {
   echo
   echo "Targets: detection p99 [< 1 s; the in-process design polled every 30 s]; convergence"
   echo "[operator ≥ 0.7× the baseline's throughput]; operator memory [≤ 25 MiB at 1000 services];"
-  echo "readiness [≥ nginx with one worker, p99 < 2 ms, RSS < 20 MiB with 1000 services]."
+  echo "readiness [≥ nginx with one worker, p99 < 2 ms at 10 connections, RSS < 20 MiB with 1000 services;"
+  echo "at 50 connections wrk and the server share the 2 cores, and p99 is queueing for both servers]."
   bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
   bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000}" --operator "$T/telephony-operator"
   bench readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"

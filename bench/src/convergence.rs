@@ -251,6 +251,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("\n## Operator memory and CPU\n");
+    println!("RSS 2 s after the last service is Ready (the operator's code is most of the RSS at 0).\n");
     println!("| services | RSS | reconciliations | CPU per reconciliation |");
     println!("| --- | --- | --- | --- |");
     println!("| 0 | {rss_empty:.1} MiB | | |");
