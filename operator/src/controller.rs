@@ -207,20 +207,10 @@ pub async fn run(
     health: Health,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Watches {
-        tsvcs,
-        tsvc_stream,
-        written,
-        deployments,
-        deploy_stream,
-        services,
-        svc_stream,
-        pods,
-        pod_stream,
-    } = watches;
     let synced = Arc::new(AtomicBool::new(false));
     let (flag, probe) = (synced.clone(), health.clone());
-    let stores = (tsvcs.clone(), deployments.clone(), services.clone(), pods.clone());
+    let stores =
+        (watches.tsvcs.clone(), watches.deployments.clone(), watches.services.clone(), watches.pods.clone());
     tokio::spawn(async move {
         let (a, b, c, d) = stores;
         futures::join!(until_ready(&a), until_ready(&b), until_ready(&c), until_ready(&d));
@@ -234,22 +224,22 @@ pub async fn run(
         reporter,
         client,
         metrics,
-        pods,
-        deployments,
-        services,
-        tsvcs: tsvcs.clone(),
+        pods: watches.pods,
+        deployments: watches.deployments,
+        services: watches.services,
+        tsvcs: watches.tsvcs.clone(),
         synced,
-        written,
+        written: watches.written,
         retries: Mutex::default(),
     });
     // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
     // in memory at the same time; the API server, not the operator, sets the pace anyway.
     let config = kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
-    Controller::for_stream(tsvc_stream, tsvcs)
+    Controller::for_stream(watches.tsvc_stream, watches.tsvcs)
         .with_config(config)
-        .watches_stream(deploy_stream, owner)
-        .watches_stream(svc_stream, owner)
-        .watches_stream(pod_stream, owner)
+        .watches_stream(watches.deploy_stream, owner)
+        .watches_stream(watches.svc_stream, owner)
+        .watches_stream(watches.pod_stream, owner)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::PartialObjectMeta;
 use kube::Resource;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -28,7 +28,7 @@ use crate::supervisor::RESET_ANNOTATION;
 /// An object of kind `K` as cached; `S` is what decisions read of its status.
 #[derive(Clone, Debug)]
 pub struct Cached<K, S> {
-    /// Name, namespace, uid, generation, and the resourceVersion the watch resumes from.
+    /// Its identity only (see [`identity`]).
     pub metadata: ObjectMeta,
     /// The TelephonyService it belongs to: its controller owner, or for a pod (which a ReplicaSet
     /// owns) its service label.
@@ -88,15 +88,7 @@ impl<K, S> Cached<K, S> {
             .map(|o| o.name.clone())
             .or_else(|| metadata.labels.as_mut()?.remove(SERVICE_LABEL));
         let applied_hash = metadata.annotations.as_mut().and_then(|a| a.remove(APPLIED_HASH));
-        let metadata = ObjectMeta {
-            name: metadata.name,
-            namespace: metadata.namespace,
-            uid: metadata.uid,
-            resource_version: metadata.resource_version,
-            generation: metadata.generation,
-            ..Default::default()
-        };
-        Cached { metadata, owner, applied_hash, status, kind: PhantomData }
+        Cached { metadata: identity(metadata), owner, applied_hash, status, kind: PhantomData }
     }
 }
 
@@ -193,7 +185,7 @@ struct Meta {
     generation: Option<i64>,
     creation_timestamp: Option<Time>,
     deletion_timestamp: Option<Time>,
-    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    owner_references: Option<Vec<OwnerReference>>,
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
 }
@@ -216,24 +208,27 @@ impl From<Meta> for ObjectMeta {
     }
 }
 
-/// The spec and status are all read; of the metadata, identity, lifecycle and the reset
-/// annotation (labels were already matched by the watch's selector).
-pub fn telephony_service(t: &mut TelephonyService) {
-    let m = std::mem::take(&mut t.metadata);
-    let annotations = m.annotations.and_then(|mut a| {
-        let reset = a.remove(RESET_ANNOTATION)?;
-        Some(BTreeMap::from([(RESET_ANNOTATION.to_string(), reset)]))
-    });
-    t.metadata = ObjectMeta {
+/// Name, namespace, uid, generation, deletion, and the resourceVersion a watch resumes from.
+fn identity(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
         name: m.name,
         namespace: m.namespace,
         uid: m.uid,
         resource_version: m.resource_version,
         generation: m.generation,
-        creation_timestamp: m.creation_timestamp,
         deletion_timestamp: m.deletion_timestamp,
-        annotations,
         ..Default::default()
+    }
+}
+
+/// The spec and status are all read; of the metadata, its identity and the reset annotation
+/// (labels were already matched by the watch's selector).
+pub fn telephony_service(t: &mut TelephonyService) {
+    let mut m = std::mem::take(&mut t.metadata);
+    let reset = m.annotations.as_mut().and_then(|a| a.remove(RESET_ANNOTATION));
+    t.metadata = ObjectMeta {
+        annotations: reset.map(|r| BTreeMap::from([(RESET_ANNOTATION.to_string(), r)])),
+        ..identity(m)
     };
 }
 
