@@ -39,12 +39,12 @@ pub struct PodObservation {
 
 impl PodObservation {
     pub fn from_pod(pod: &Pod) -> PodObservation {
-        PodObservation::new(&pod.metadata, pod.status.as_ref())
+        PodObservation::new(&pod.metadata, pod.status.clone())
     }
 
-    /// From a pod's parts (the operator caches no spec; see `slim`).
-    pub fn new(metadata: &ObjectMeta, status: Option<&PodStatus>) -> PodObservation {
-        let status = status.cloned().unwrap_or_default();
+    /// From a pod's parts, as a watch decodes them (see `slim`).
+    pub fn new(metadata: &ObjectMeta, status: Option<PodStatus>) -> PodObservation {
+        let status = status.unwrap_or_default();
         let ready_cond = status.conditions.iter().flatten().find(|c| c.type_ == "Ready");
         let ready = ready_cond.is_some_and(|c| c.status == "True");
         let containers = status.container_statuses.unwrap_or_default();

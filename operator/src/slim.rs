@@ -61,7 +61,7 @@ pub trait View: Sized {
 impl View for PodObservation {
     type Wire = PodStatus;
     fn view(metadata: &ObjectMeta, status: Option<PodStatus>) -> Self {
-        PodObservation::new(metadata, status.as_ref())
+        PodObservation::new(metadata, status)
     }
 }
 
