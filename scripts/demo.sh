@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Dialtone's main job, end to end, printed as it happens:
-#   install → Pending/Progressing → Ready → a crash (recorded, recovered) → crashes until the
-#   restart budget is exhausted (Failed, workers at 0, readiness 503) → reset → Ready again.
+# Dialtone's main job, end to end, printed as it happens, with real pods and real faults:
+#   helm install → Pending/Progressing → Ready → kill -9 of a worker process (recorded, recovered)
+#   → a bad setting makes the worker crash-loop until the restart budget is exhausted (Failed,
+#   workers at 0, readiness 503) → the setting is fixed → Ready again.
 #
-#   scripts/demo.sh          on the local control plane (built on first use)
-#   scripts/demo.sh stop     stop the demo's processes and the local control plane
+#   scripts/demo.sh          on the local cluster with its real node (built on first use)
+#   scripts/demo.sh stop     stop the demo's processes and the local cluster
 #
 # On a real cluster: with KUBECONFIG pointing at it, and the images built and pushed
 # (operator/Dockerfile, telephony-pod/Dockerfile), the same command installs there instead:
@@ -26,7 +27,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 stop_demo() {
-  for name in demo-operator demo-readiness demo-port-forward; do
+  for name in demo-port-forward; do
     if [ -f "$RUN/$name.pid" ]; then
       kill -TERM -- "-$(cat "$RUN/$name.pid")" 2>/dev/null || kill -TERM "$(cat "$RUN/$name.pid")" 2>/dev/null || true
       rm -f "$RUN/$name.pid"
@@ -115,8 +116,8 @@ namespace() {
 worker_pods() { kubectl get pods -n "$NS" -l dialtone.dev/service=calls -o name --field-selector=status.phase=Running; }
 
 if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
-  # A real cluster: the chart with your images; faults need the simulated node, so the demo shows
-  # install → Ready → the readiness answer, and says how to watch failures.
+  # A cluster of yours: the chart with your images; the demo shows install → Ready → the
+  # readiness answer, and leaves faults to you (it never kills anything on your cluster).
   [ -n "${DIALTONE_WORKER_IMAGE:-}" ] || die "set DIALTONE_WORKER_IMAGE too (built from telephony-pod/Dockerfile)"
   [ -n "${TELNYX_API_KEY:-}" ] || die "set TELNYX_API_KEY (the workers call Telnyx)"
   if ! command -v helm >/dev/null || ! command -v kubectl >/dev/null; then
@@ -142,79 +143,78 @@ if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
   exit 0
 fi
 if [ -n "${KUBECONFIG:-}" ]; then
-  echo "demo: KUBECONFIG is set, but no DIALTONE_OPERATOR_IMAGE: using the local control plane."
+  echo "demo: KUBECONFIG is set, but no DIALTONE_OPERATOR_IMAGE: using the local cluster."
   echo "      To install on that cluster instead, see the top of scripts/demo.sh."
 fi
 
-say "Local control plane (etcd, kube-apiserver, kube-controller-manager, simulated node)"
+say "Local cluster: control plane, and a real node (kubelet, containerd, runc, CNI bridge, kube-proxy)"
 bash scripts/setup.sh >/dev/null
-cargo build --quiet -p telephony-operator -p sim-node
-TARGET="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 scripts/cluster.sh up
 eval "$(scripts/cluster.sh env)"
 stop_demo
 
-say "helm install dialtone charts/dialtone -n $SYSTEM"
-helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait --timeout 120s >/dev/null
-kubectl get deploy -n "$SYSTEM"
-# The simulated node runs no containers, so the chart's pods are stand-ins: the real binaries run
-# here, authenticated as the chart's ServiceAccounts, so the chart's RBAC is what they get.
-kubeconfig_for() {
-  local sa=$1 file="$DIR/demo-$1.kubeconfig"
-  kubectl config view --raw --minify --flatten >"$file"
-  local user
-  user=$(kubectl config view --minify -o jsonpath='{.users[0].name}')
-  KUBECONFIG="$file" kubectl config set-credentials "$user" --token="$(kubectl create token "$sa" -n "$SYSTEM" --duration=24h)" >/dev/null
-  KUBECONFIG="$file" kubectl config unset "users.$user.client-certificate-data" >/dev/null
-  KUBECONFIG="$file" kubectl config unset "users.$user.client-key-data" >/dev/null
-  echo "$file"
-}
-start demo-operator env KUBECONFIG="$(kubeconfig_for dialtone-operator)" POD_NAME=demo-operator \
-  POD_NAMESPACE="$SYSTEM" "$TARGET/telephony-operator" run --lease-name dialtone-operator \
-  --admin-addr "127.0.0.1:$ADMIN_PORT" --log-format text
-start demo-readiness env KUBECONFIG="$(kubeconfig_for dialtone-readiness)" \
-  "$TARGET/telephony-operator" readiness --addr "127.0.0.1:$PORT" --log-format text
+say "Images, built from the release binaries and imported into the node (scripts/images.sh)"
+scripts/images.sh
+
+say "helm install dialtone charts/dialtone -n $SYSTEM   (no --set: the images above carry the chart's default names)"
+helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait --timeout 180s >/dev/null
+kubectl get pods -n "$SYSTEM" -o wide | cut -c1-110
+start demo-port-forward kubectl port-forward -n "$SYSTEM" svc/dialtone-readiness "$PORT:80"
 READINESS="http://127.0.0.1:$PORT"
-readiness_up "it did not start (log: $LOGS/demo-readiness.log)"
-echo "  operator and readiness service running as the chart's ServiceAccounts"
+readiness_up "kubectl port-forward failed (log: $LOGS/demo-port-forward.log)"
+echo "  readiness service: $READINESS (kubectl port-forward, through the kubelet)"
 
 say "kubectl apply -f examples/ -n $NS   (a Secret and the TelephonyService calls, 2 workers)"
 namespace "$NS"
 kubectl delete tsvc calls -n "$NS" --ignore-not-found --wait >/dev/null
-kubectl apply -f examples/ -n "$NS"
+# The example calls api.telnyx.com, which this machine can't reach: point it at the local mock.
+kubectl apply -f examples/telnyx-secret.yaml -n "$NS" >/dev/null
+sed "s|connectionId: .*|connectionId: \"1234567890\"\n    baseUrl: http://10.244.0.1:4010/v2   # the local Telnyx mock|" \
+  examples/telephonyservice.yaml | kubectl apply -n "$NS" -f -
 T0=$SECONDS
 say "The operator creates the workers (kubectl get tsvc calls, as it changes)"
 printf '  %-8s  %-70s\n' time "PHASE READY RESTARTS MESSAGE"
-follow Ready "" 90
+follow Ready "" 120
 answer
 
-say "A worker crashes (kubectl annotate pod … sim.dialtone.dev/fault=crash)"
+# pid_of POD: the host PID of the pod's worker process (containerd's task for its container).
+pid_of() {
+  local id
+  id=$(kubectl get -n "$NS" "$1" -o jsonpath='{.status.containerStatuses[0].containerID}')
+  ctr --address "$DIR/run/containerd.sock" -n k8s.io tasks ls | awk -v id="${id#containerd://}" '$1 == id {print $2}'
+}
 pod=$(worker_pods | sed -n 1p)
-kubectl annotate -n "$NS" "$pod" sim.dialtone.dev/fault=crash --overwrite >/dev/null
-follow Ready 1/3 30
+pid=$(pid_of "$pod")
+say "A worker process dies: kill -9 $pid  (${pod#pod/}, from the host)"
+kill -9 "$pid"
+follow Ready 1/3 60
 echo "  last failure: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.lastFailure.reason}: {.status.lastFailure.message}')"
 echo "  restart budget: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.restartBudget.used}/{.status.restartBudget.max} used, window {.status.restartBudget.windowSeconds}s')"
 
-say "Every worker crash-loops: more failures than the budget allows (maxRestarts 3 in 600 s)"
-for p in $(worker_pods); do kubectl annotate -n "$NS" "$p" sim.dialtone.dev/fault=crashloop --overwrite >/dev/null; done
-follow Failed "" 90
+say "A bad setting (TELNYX_TIMEOUT_MS=soon): the new worker exits at start, again and again"
+kubectl patch tsvc calls -n "$NS" --type merge \
+  -p '{"spec":{"pod":{"env":[{"name":"TELNYX_TIMEOUT_MS","value":"soon"}]}}}' >/dev/null
+follow Failed "" 240
+echo "  the worker said: $(kubectl logs -n "$NS" -l dialtone.dev/service=calls --tail=1 2>/dev/null | head -n1)"
 echo "  worker Deployment: $(kubectl get deploy calls-worker -n "$NS" -o jsonpath='{.spec.replicas} replicas')"
+echo "  worker containers left on the node: $(ctr --address "$DIR/run/containerd.sock" -n k8s.io containers ls -q \
+  "labels.\"io.kubernetes.pod.namespace\"==$NS,labels.\"io.kubernetes.container.name\"==worker" | wc -l)"
 answer
 echo "  events:"
 kubectl get events -n "$NS" --field-selector involvedObject.kind=TelephonyService,involvedObject.name=calls \
   --sort-by=.metadata.creationTimestamp -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message --no-headers \
   | tail -5 | sed 's/^/    /'
 
-say "A human fixes the cause and resets the budget (kubectl annotate tsvc calls dialtone.dev/reset-restart-budget=…)"
-kubectl annotate tsvc calls -n "$NS" dialtone.dev/reset-restart-budget="$(date +%s)" --overwrite >/dev/null
-follow Ready 0/3 60
+say "A human fixes the setting (kubectl patch: the env var removed); the new spec starts afresh"
+kubectl patch tsvc calls -n "$NS" --type merge -p '{"spec":{"pod":{"env":[]}}}' >/dev/null
+follow Ready 0/3 120
 answer
 
 say "Done in $((SECONDS - T0))s"
 cat <<EOF
   Dashboard:   $READINESS/   (live over SSE; the readiness API is $READINESS/v1/status)
   Inspect:     eval "\$(scripts/cluster.sh env)"; kubectl get tsvc -A; kubectl describe tsvc calls -n $NS
-  Faults:      kubectl annotate pod -n $NS -l dialtone.dev/service=calls sim.dialtone.dev/fault=crash --overwrite
-  Logs:        $LOGS/demo-operator.log, $LOGS/demo-readiness.log
+  Inside:      kubectl logs -n $SYSTEM deploy/dialtone-operator; kubectl get pods -A -o wide
+               ctr --address $DIR/run/containerd.sock -n k8s.io tasks ls
   Stop it all: scripts/demo.sh stop
 EOF

@@ -11,17 +11,9 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
-# etcd, kube-apiserver, kube-controller-manager, helm, kubectl (cached under ~/.cache/dialtone)
+# Kubernetes (control plane and node), containerd, helm, kubectl, Prism (cached under ~/.cache/dialtone)
 bash "$REPO/scripts/build-control-plane.sh" >/dev/null
-
-# Prism (OpenAPI mock server) for the worker's contract tests against Telnyx's own spec.
 CACHE="${DIALTONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialtone}"
-PRISM_DIR="$CACHE/prism-5.16.0"
-if [ ! -x "$PRISM_DIR/node_modules/.bin/prism" ]; then
-  mkdir -p "$PRISM_DIR"
-  (cd "$PRISM_DIR" && npm install --silent --no-audit --no-fund --no-save @stoplight/prism-cli@5.16.0 >/dev/null 2>&1) \
-    || { echo "setup: installing Prism from npm failed" >&2; exit 1; }
-fi
 
 # Headless Chromium + playwright-core for the dashboard's browser test; wrk + nginx for benchmarks.
 need=()

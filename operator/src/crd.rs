@@ -95,7 +95,7 @@ pub struct SecretKeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSpec {
-    /// Liveness probe period (the readiness probe runs every min(periodSeconds, 10) s).
+    /// Liveness probe period (the readiness probe runs every min(periodSeconds, 2) s).
     #[serde(default = "defaults::period_seconds")]
     #[schemars(range(min = 1, max = 3600))]
     pub period_seconds: i32,

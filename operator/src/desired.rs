@@ -39,6 +39,8 @@ pub const OPERATOR_LABELS: &[&str] = &[
     "app.kubernetes.io/managed-by",
 ];
 const CONTAINER: &str = "worker";
+/// Upper bound of the readiness probe's period.
+const READINESS_PERIOD_SECONDS: i32 = 2;
 /// The worker image's non-root user (distroless `nonroot`).
 const RUN_AS_USER: i64 = 65532;
 
@@ -138,8 +140,10 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
         env: Some(env),
         resources: Some(spec.resources.clone()),
         liveness_probe: Some(probe("/healthz", health.period_seconds)),
-        // Readiness is what the app's traffic follows: look at least every 10 s.
-        readiness_probe: Some(probe("/readyz", health.period_seconds.min(10))),
+        // Readiness is what the app's traffic follows, and /readyz only reads the worker's state
+        // (no Telnyx call): look every 2 s. The kubelet delays a new pod's first probe by a random
+        // part of the period, so at 10 s a new worker waited up to 10 s to become Ready.
+        readiness_probe: Some(probe("/readyz", health.period_seconds.min(READINESS_PERIOD_SECONDS))),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

@@ -1,6 +1,7 @@
-//! The Helm chart on the real control plane: lint, render every option and have the apiserver
-//! validate it, install, run the real binaries as the chart's ServiceAccounts (so the apiserver
-//! enforces the chart's RBAC), upgrade, uninstall.
+//! The Helm chart on the real cluster: lint, render every option and have the apiserver validate
+//! it, install (the operator and readiness pods run from the images `scripts/images.sh` built,
+//! with their mounted ServiceAccount tokens, probes and restricted security context, so the
+//! apiserver enforces the chart's RBAC on them), supervise the example, upgrade, uninstall.
 
 mod common;
 
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use telephony_operator::crd::Phase;
 use testing::{kubectl, tool, wait_until, TestNamespace};
 
-use common::{set_fault, wait_status, worker_pods, Operator, ReadinessProcess};
+use common::{kill_worker, pod_ip, wait_status, worker_pods};
 
 fn chart() -> String {
     testing::repo_root().join("charts/dialtone").display().to_string()
@@ -214,38 +215,6 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
     ns.delete().await;
 }
 
-/// A kubeconfig that authenticates as `ns/sa` with a token from the TokenRequest API.
-fn service_account_kubeconfig(ns: &str, sa: &str) -> PathBuf {
-    let token = kubectl(&["create", "token", sa, "-n", ns, "--duration=3600s"]);
-    let own: Value =
-        serde_json::from_str(&kubectl(&["config", "view", "--raw", "--minify", "--flatten", "-o", "json"]))
-            .expect("kubeconfig JSON");
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "local", "cluster": own["clusters"][0]["cluster"] }],
-        "users": [{ "name": sa, "user": { "token": token.trim() } }],
-        "contexts": [{ "name": sa, "context": { "cluster": "local", "user": sa } }],
-        "current-context": sa,
-    });
-    let dir = testing::repo_root().join("target").join("e2e-logs");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("{ns}-{sa}.kubeconfig"));
-    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
-    path
-}
-
-/// The container args of an installed Deployment, with `flag=` replaced by `flag=value`.
-fn deployment_args(ns: &str, name: &str, flag: &str, value: &str) -> Vec<String> {
-    let d: Value = serde_json::from_str(&kubectl(&["get", "deployment", name, "-n", ns, "-o", "json"]))
-        .expect("deployment JSON");
-    let args = d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().cloned().unwrap_or_default();
-    args.iter()
-        .filter_map(Value::as_str)
-        .map(|a| if a.starts_with(flag) { format!("{flag}={value}") } else { a.to_string() })
-        .collect()
-}
-
 /// `kubectl auth can-i` as `sa`; panics unless the apiserver gave a clear yes or no about a real
 /// resource (so a typo can't make a "may not" check pass).
 fn can_i(sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
@@ -269,63 +238,31 @@ fn can_i(sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
     }
 }
 
-/// Installs a release, runs both binaries as its ServiceAccounts with the Deployments' own args,
-/// and checks that the example service is supervised and served under that RBAC.
+/// An installed release whose operator and readiness pods are up and whose operator leads.
 struct Installed {
     release: String,
     ns: String,
-    operator: Operator,
-    admin_port: u16,
-    readiness: ReadinessProcess,
+    /// The readiness Service, by its ClusterIP (kube-proxy routes the host's connections too).
+    readiness: String,
 }
 
 async fn install(ns: &str, release: &str, sets: &[String]) -> Installed {
     let chart = chart();
     let mut args =
-        vec!["install", release, &chart, "-n", ns, "--create-namespace", "--wait", "--timeout", "120s"];
+        vec!["install", release, &chart, "-n", ns, "--create-namespace", "--wait", "--timeout", "180s"];
     for s in sets {
         args.extend(["--set", s]);
     }
     let notes = helm(&args).unwrap_or_else(|e| panic!("helm install: {e}"));
     assert!(notes.contains("kubectl get tsvc -A"), "NOTES tell how to check status: {notes}");
-
     let full = format!("{release}-dialtone");
-    let op_config = service_account_kubeconfig(ns, &format!("{full}-operator"));
-    let admin_port = testing::free_port();
-    let op_args =
-        deployment_args(ns, &format!("{full}-operator"), "--admin-addr", &format!("127.0.0.1:{admin_port}"));
-    let op_args: Vec<&str> = op_args.iter().map(String::as_str).collect();
-    let operator = Operator::spawn(
-        &format!("{ns}-chart-operator"),
-        "chart-operator",
-        &op_config,
-        &op_args,
-        &[("POD_NAMESPACE", ns)],
-    );
-    let rd_config = service_account_kubeconfig(ns, &format!("{full}-readiness"));
-    let port = testing::free_port();
-    let rd_args = deployment_args(ns, &format!("{full}-readiness"), "--addr", &format!("127.0.0.1:{port}"));
-    let rd_args: Vec<&str> = rd_args.iter().map(String::as_str).collect();
-    let readiness = ReadinessProcess::spawn(&format!("{ns}-chart"), port, &rd_config, &rd_args);
-    // Both come up healthy under the chart's RBAC: their watches list and the operator leads.
-    wait_until(Duration::from_secs(30), "operator ready as the chart's ServiceAccount", || async {
-        let (code, _) = testing::get(&format!("http://127.0.0.1:{admin_port}/readyz")).await?;
-        (code == 200).then_some(())
-    })
-    .await;
-    let url = readiness.url.clone();
-    wait_until(Duration::from_secs(30), "readiness ready as the chart's ServiceAccount", || async {
-        let (code, _) = testing::get(&format!("{url}/readyz")).await?;
-        (code == 200).then_some(())
-    })
-    .await;
-    let lease = format!("{full}-operator");
-    wait_until(Duration::from_secs(30), "the local operator leads", || async {
-        let holder = kubectl(&["get", "lease", &lease, "-n", ns, "-o", "jsonpath={.spec.holderIdentity}"]);
-        (holder == "chart-operator").then_some(())
-    })
-    .await;
-    let metrics = testing::get(&format!("http://127.0.0.1:{admin_port}/metrics")).await.expect("metrics").1;
+    let ip =
+        kubectl(&["get", "svc", &format!("{full}-readiness"), "-n", ns, "-o", "jsonpath={.spec.clusterIP}"]);
+    let installed = Installed { release: release.into(), ns: ns.into(), readiness: format!("http://{ip}") };
+    // `--wait` saw every pod Ready: the readiness probes passed, so the watches list under the
+    // chart's RBAC. One operator pod leads.
+    let leader = installed.leader().await;
+    let metrics = installed.operator_metrics().await;
     // (dialtone_worker_failures appears with the first failure: checked after one.)
     for name in [
         "dialtone_service_phase",
@@ -334,44 +271,90 @@ async fn install(ns: &str, release: &str, sets: &[String]) -> Installed {
     ] {
         assert!(
             metrics.contains(&format!("# TYPE {name} ")),
-            "the dashboard and alerts use {name}: {metrics}"
+            "the dashboard and alerts use {name} ({leader}): {metrics}"
         );
     }
-    Installed { release: release.into(), ns: ns.into(), operator, admin_port, readiness }
+    installed
 }
 
-/// Applies examples/ into `app` and checks Ready, then that a fault flips the readiness answer.
-async fn example_is_supervised(app: &TestNamespace, readiness: &ReadinessProcess, label: Option<&str>) {
+impl Installed {
+    /// The operator pod holding the Lease.
+    async fn leader(&self) -> String {
+        let lease = format!("{}-dialtone-operator", self.release);
+        wait_until(Duration::from_secs(60), "an operator pod leads", || async {
+            let holder = tool(
+                "kubectl",
+                &["get", "lease", &lease, "-n", &self.ns, "-o", "jsonpath={.spec.holderIdentity}"],
+                None,
+            )
+            .ok()?;
+            let pods = kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                &self.ns,
+                "-l",
+                "app.kubernetes.io/component=operator",
+                "-o",
+                "name",
+            ]);
+            pods.lines().any(|p| p == format!("pod/{holder}")).then_some(holder)
+        })
+        .await
+    }
+
+    /// The leading operator pod's /metrics, read from its pod IP.
+    async fn operator_metrics(&self) -> String {
+        let leader = self.leader().await;
+        let ip = kubectl(&["get", "pod", &leader, "-n", &self.ns, "-o", "jsonpath={.status.podIP}"]);
+        testing::get(&format!("http://{ip}:8081/metrics")).await.map(|r| r.1).unwrap_or_default()
+    }
+
+    /// HTTP status and JSON body of the readiness answer for one service.
+    async fn status(&self, ns: &str, name: &str) -> Option<(u16, Value)> {
+        let (code, body) = testing::get(&format!("{}/v1/status/{ns}/{name}", self.readiness)).await?;
+        Some((code, serde_json::from_str(&body).ok()?))
+    }
+}
+
+/// Applies examples/ into `app`, points it at the local Telnyx mock (the example's default is
+/// api.telnyx.com, which this machine can't reach), and checks Ready; then that Telnyx becoming
+/// unreachable from the workers flips the readiness answer to 503, and back.
+async fn example_is_supervised(app: &TestNamespace, installed: &Installed, label: Option<&str>) {
     let examples = testing::repo_root().join("examples").display().to_string();
     let out = kubectl(&["apply", "-f", &examples, "-n", &app.name]);
     assert!(out.contains("telephonyservice.dialtone.dev/calls"), "{out}");
+    let local = json!({ "spec": {
+        "telnyx": { "baseUrl": testing::node::telnyx_url() },
+        "health": { "periodSeconds": 2, "timeoutSeconds": 1 }
+    } });
+    kubectl(&["patch", "tsvc", "calls", "-n", &app.name, "--type", "merge", "-p", &local.to_string()]);
     if let Some(label) = label {
         kubectl(&["label", "tsvc", "calls", label, "-n", &app.name]);
     }
-    let t = wait_status(app, "calls", 60, "example Ready", |s| s.phase == Phase::Ready).await;
+    let t = wait_status(app, "calls", 90, "example Ready", |s| s.phase == Phase::Ready).await;
     assert_eq!(t.status.and_then(|s| s.ready).as_deref(), Some("2/2"));
     let got = wait_until(Duration::from_secs(10), "readiness 200", || async {
-        let (code, body) = readiness.status(&app.name, "calls").await?;
+        let (code, body) = installed.status(&app.name, "calls").await?;
         (code == 200).then_some(body)
     })
     .await;
     assert_eq!(got["status"], "ready");
 
-    let pods = worker_pods(app, "calls").await;
-    for p in &pods {
-        set_fault(app, &p.metadata.name.clone().unwrap_or_default(), Some("notready")).await;
+    let mut partitions = vec![];
+    for p in worker_pods(app, "calls").await {
+        let ip = pod_ip(app, &p.metadata.name.unwrap_or_default()).await;
+        partitions.push(testing::node::Partition::from_telnyx(&ip));
     }
-    let got = wait_until(Duration::from_secs(10), "readiness 503", || async {
-        let (code, body) = readiness.status(&app.name, "calls").await?;
+    let got = wait_until(Duration::from_secs(30), "readiness 503", || async {
+        let (code, body) = installed.status(&app.name, "calls").await?;
         (code == 503).then_some(body)
     })
     .await;
     assert_eq!(got["healthy"], false);
-    for p in &pods {
-        set_fault(app, &p.metadata.name.clone().unwrap_or_default(), None).await;
-    }
-    wait_until(Duration::from_secs(15), "readiness 200 again", || async {
-        let (code, _) = readiness.status(&app.name, "calls").await?;
+    drop(partitions);
+    wait_until(Duration::from_secs(30), "readiness 200 again", || async {
+        let (code, _) = installed.status(&app.name, "calls").await?;
         (code == 200).then_some(())
     })
     .await;
@@ -390,9 +373,7 @@ impl Installed {
     /// `helm uninstall` leaves nothing of the release behind, except the CRD (Helm never deletes
     /// CRDs).
     async fn uninstall(self) {
-        let Installed { release, ns, operator, readiness, .. } = self;
-        drop(readiness);
-        operator.kill().await;
+        let Installed { release, ns, .. } = self;
         helm(&["uninstall", &release, "-n", &ns, "--wait", "--timeout", "60s"])
             .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
         let namespaced = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,configmaps";
@@ -477,12 +458,11 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
         assert!(!can_i(&readiness_sa, verb, resource, None), "readiness may NOT {verb} {resource}");
     }
 
-    example_is_supervised(&app, &installed.readiness, Some(&label)).await;
+    example_is_supervised(&app, &installed, Some(&label)).await;
     let pod = worker_pods(&app, "calls").await[0].metadata.name.clone().unwrap_or_default();
-    common::inject_once(&app, &pod, "crash").await;
-    let metrics = format!("http://127.0.0.1:{}/metrics", installed.admin_port);
-    wait_until(Duration::from_secs(10), "the failure in the operator's metrics", || async {
-        let body = testing::get(&metrics).await?.1;
+    kill_worker(&app, &pod).await;
+    wait_until(Duration::from_secs(20), "the failure in the operator's metrics", || async {
+        let body = installed.operator_metrics().await;
         body.contains("dialtone_worker_failures_total{reason=\"Error\"} 1").then_some(())
     })
     .await;
@@ -542,7 +522,7 @@ async fn namespaced_install_grants_roles_in_the_watched_namespace_only() {
     assert!(can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", Some(&app.name)));
     assert!(!can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", None));
 
-    example_is_supervised(&app, &installed.readiness, None).await;
+    example_is_supervised(&app, &installed, None).await;
     installed.uninstall().await;
     app.delete().await;
     ns.delete().await;

@@ -59,7 +59,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
         op.kill().await;
     }
     let pod = worker_pods(&ns, "calls").await[0].name_any();
-    inject_once(&ns, &pod, "crash").await;
+    kill_worker(&ns, &pod).await;
     wait_status(&ns, "calls", 30, "failure recorded by the new leader", |s| {
         s.restart_budget.as_ref().is_some_and(|b| b.used == 1)
     })

@@ -3,21 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use kube::ResourceExt;
 use telephony_operator::crd::Phase;
-use testing::wait_until;
-
-async fn until_code(r: &ReadinessProcess, ns: &str, want: u16, secs: u64) -> (Duration, serde_json::Value) {
-    let t0 = Instant::now();
-    let body = wait_until(Duration::from_secs(secs), &format!("readiness {want}"), || async {
-        r.status(ns, "calls").await.filter(|(c, _)| *c == want).map(|(_, b)| b)
-    })
-    .await;
-    (t0.elapsed(), body)
-}
 
 /// Collects `(status, healthy)` of `ns/calls` from the SSE stream until dropped.
 fn sse_statuses(url: String, ns: String) -> tokio::sync::mpsc::UnboundedReceiver<(String, bool)> {
@@ -59,16 +49,17 @@ async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
     let mut events = sse_statuses(r.url.clone(), ns.name.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // crash: 503 while the only worker is down, then 200 again.
+    // crash (SIGKILL of the worker process): 503 while the only worker is down, then 200 again.
     let pod = worker_pods(&ns, "calls").await[0].name_any();
-    set_fault(&ns, &pod, Some("crash")).await;
+    kill_worker(&ns, &pod).await;
     let (took, body) = until_code(&r, &ns.name, 503, 10).await;
     eprintln!("crash → readiness 503 in {took:?}");
     assert_eq!(body["healthy"], false);
     until_code(&r, &ns.name, 200, 30).await;
 
-    // notready: 503 for as long as it holds.
-    set_fault(&ns, &pod, Some("notready")).await;
+    // Telnyx unreachable from the worker: its /readyz fails, the kubelet marks it not ready, and
+    // the answer is 503 for as long as that holds.
+    let partition = testing::node::Partition::from_telnyx(&pod_ip(&ns, &pod).await);
     let (took, _) = until_code(&r, &ns.name, 503, 10).await;
     eprintln!("notready → readiness 503 in {took:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -77,7 +68,7 @@ async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
         Some(503),
         "still unavailable while not ready"
     );
-    set_fault(&ns, &pod, None).await;
+    drop(partition);
     until_code(&r, &ns.name, 200, 30).await;
 
     // The SSE stream carried ready → unavailable → ready, twice.
@@ -180,14 +171,16 @@ async fn the_dashboard_shows_services_and_changes_live_in_a_browser() {
     let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("page loaded");
     assert_eq!(first.expect("read").as_deref(), Some("READY"), "the page shows calls as ready");
 
-    // A fault on the cluster: both workers of `calls` stop being ready.
+    // A fault on the cluster: Telnyx becomes unreachable for both workers of `calls`.
+    let mut partitions = vec![];
     for p in worker_pods(&ns, "calls").await {
-        set_fault(&ns, &p.name_any(), Some("notready")).await;
+        partitions.push(testing::node::Partition::from_telnyx(&pod_ip(&ns, &p.name_any()).await));
     }
     let changed =
         tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("page changed");
     let changed = changed.expect("read").unwrap_or_default();
     assert!(changed.starts_with("CHANGED ") && !changed.ends_with("ready"), "{changed}");
+    drop(partitions);
     let status = browser.wait().await.expect("node exit");
     assert!(status.success(), "browser script failed");
     assert!(logs.join("dashboard.png").exists());

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod credentials;
+pub mod health;
 pub mod input;
 pub mod metrics;
 pub mod secret;
@@ -53,7 +54,7 @@ pub async fn serve(
         metrics,
         registry,
     };
-    let checker = tokio::spawn(check_telnyx(telnyx, readiness.clone(), state.config.health_period));
+    let checker = tokio::spawn(health::check_telnyx(telnyx, readiness.clone(), state.config.health_period));
     let sweeper = tokio::spawn(sweep(credentials, state.config.sweep_period));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -89,20 +90,6 @@ pub async fn serve(
 
 fn readiness_stopped(r: &Readiness) -> bool {
     r.problem().as_deref() == Some("shutting down")
-}
-
-/// Readiness follows a cheap authenticated Telnyx call every `period`.
-async fn check_telnyx(telnyx: Arc<Telnyx>, readiness: Arc<Readiness>, period: Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let result = telnyx.check().await.map_err(|e| format!("Telnyx check failed: {e}"));
-        if let Err(why) = &result {
-            tracing::warn!(reason = %why, "not ready");
-        }
-        readiness.record(result);
-    }
 }
 
 async fn sweep(credentials: Arc<Credentials>, period: Duration) {

@@ -14,6 +14,8 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod node;
+
 /// Path of the kubeconfig the e2e tests use.
 pub fn kubeconfig_path() -> PathBuf {
     match std::env::var_os("DIALTONE_KUBECONFIG") {
@@ -164,4 +166,12 @@ pub fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
     base.join("dialtone")
+}
+
+/// The apiserver port of the test cluster's kubeconfig (`server: https://127.0.0.1:PORT`).
+pub fn kubeconfig_port() -> u16 {
+    let text = std::fs::read_to_string(kubeconfig_path()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no server port in {}", kubeconfig_path().display()))
 }

@@ -79,7 +79,7 @@ fn probes_follow_spec_health() {
     );
     let ready = c.readiness_probe.unwrap();
     assert_eq!(ready.http_get.unwrap().path.as_deref(), Some("/readyz"));
-    assert_eq!(ready.period_seconds, Some(10));
+    assert_eq!(ready.period_seconds, Some(2));
 }
 
 #[test]

@@ -3,18 +3,17 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use telephony_operator::crd::{TelephonyService, TelephonyServiceStatus};
-use testing::{wait_until, TestNamespace};
+use testing::{node, wait_until, TestNamespace};
 use tokio::process::{Child, Command};
-
-pub const FAULT: &str = "sim.dialtone.dev/fault";
-pub const APPLIED: &str = "sim.dialtone.dev/fault-applied";
 
 /// Installs (server-side applies) the TelephonyService CRD and waits until it is served.
 pub async fn install_crd(client: &Client) {
@@ -50,11 +49,17 @@ pub async fn create_secret(ns: &TestNamespace, name: &str) {
     ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("create secret");
 }
 
-/// A TelephonyService from JSON `spec` fields merged over a minimal valid spec.
+/// A TelephonyService from JSON `spec` fields merged over a minimal valid spec: the real worker
+/// image against the Telnyx mock, with probes every 2 s so tests don't wait out 10 s periods.
 pub fn tsvc(name: &str, spec: serde_json::Value) -> TelephonyService {
     let mut base = serde_json::json!({
-        "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
-        "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "conn-e2e" }
+        "image": node::WORKER_IMAGE,
+        "telnyx": {
+            "apiKeySecretRef": { "name": "telnyx" },
+            "connectionId": "conn-e2e",
+            "baseUrl": node::telnyx_url()
+        },
+        "health": { "periodSeconds": 2, "timeoutSeconds": 1 }
     });
     if let (Some(b), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
         for (k, v) in extra {
@@ -93,33 +98,16 @@ pub async fn worker_pods(ns: &TestNamespace, service: &str) -> Vec<Pod> {
     pods
 }
 
-fn annotations(p: &Pod) -> std::collections::BTreeMap<String, String> {
-    p.metadata.annotations.clone().unwrap_or_default()
+/// SIGKILL from the host to the worker process of `pod` (as the OOM killer or a segfault ends
+/// it), once it runs; returns the restart count before the kill.
+pub async fn kill_worker(ns: &TestNamespace, pod: &str) -> i32 {
+    node::signal_container(&ns.api::<Pod>(), pod, node::SIGKILL).await
 }
 
-/// Injects a one-shot fault (`crash`, `oom`) and waits until the simulated node acted on it.
-pub async fn inject_once(ns: &TestNamespace, pod: &str, fault: &str) {
+/// The pod's IP, once it has one.
+pub async fn pod_ip(ns: &TestNamespace, pod: &str) -> String {
     let pods = ns.api::<Pod>();
-    let pp = PatchParams::default();
-    let clear = serde_json::json!({ "metadata": { "annotations": { FAULT: null } } });
-    pods.patch(pod, &pp, &Patch::Merge(&clear)).await.expect("clear fault");
-    wait_until(Duration::from_secs(20), "fault-applied cleared", || async {
-        let p = pods.get(pod).await.ok()?;
-        (!annotations(&p).contains_key(APPLIED)).then_some(())
-    })
-    .await;
-    set_fault(ns, pod, Some(fault)).await;
-    wait_until(Duration::from_secs(20), "fault applied", || async {
-        let p = pods.get(pod).await.ok()?;
-        (annotations(&p).get(APPLIED).map(String::as_str) == Some(fault)).then_some(())
-    })
-    .await;
-}
-
-/// Sets (or removes) the fault annotation on a pod.
-pub async fn set_fault(ns: &TestNamespace, pod: &str, fault: Option<&str>) {
-    let patch = serde_json::json!({ "metadata": { "annotations": { FAULT: fault } } });
-    ns.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("set fault");
+    wait_until(Duration::from_secs(60), "pod IP", || async { pods.get(pod).await.ok()?.status?.pod_ip }).await
 }
 
 /// The real operator binary, running as a child process scoped to one namespace.
@@ -217,4 +205,61 @@ impl ReadinessProcess {
         let (code, body) = testing::get(&format!("{}/v1/status/{ns}/{name}", self.url)).await?;
         Some((code, serde_json::from_str(&body).ok()?))
     }
+}
+
+/// Waits for the readiness answer of `ns/calls` to be `want`: how long it took, and the body.
+pub async fn until_code(
+    r: &ReadinessProcess,
+    ns: &str,
+    want: u16,
+    secs: u64,
+) -> (Duration, serde_json::Value) {
+    let t0 = Instant::now();
+    let body = wait_until(Duration::from_secs(secs), &format!("readiness {want}"), || async {
+        r.status(ns, "calls").await.filter(|(c, _)| *c == want).map(|(_, b)| b)
+    })
+    .await;
+    (t0.elapsed(), body)
+}
+
+/// The TelephonyService's condition of `type_`.
+pub fn condition<'a>(t: &'a TelephonyService, type_: &str) -> &'a Condition {
+    t.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).expect("condition")
+}
+
+pub async fn events(ns: &TestNamespace, reason: &str) -> Vec<Event> {
+    let all = ns.api::<Event>().list(&ListParams::default()).await.expect("list events").items;
+    all.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
+}
+
+/// Events are published right after the status they describe: wait for them.
+pub async fn wait_events(ns: &TestNamespace, reason: &str) -> Vec<Event> {
+    wait_until(Duration::from_secs(10), &format!("{reason} event"), || async {
+        Some(events(ns, reason).await).filter(|e| !e.is_empty())
+    })
+    .await
+}
+
+/// The failures counted so far (`status.restartBudget.used`).
+pub async fn used(ns: &TestNamespace, name: &str) -> u32 {
+    let t = ns.api::<TelephonyService>().get(name).await.expect("get TelephonyService");
+    t.status.and_then(|s| s.restart_budget).map(|b| b.used).unwrap_or(0)
+}
+
+/// Waits until `n` failures are counted, then checks that the count stays there for `settle`:
+/// each fault is counted exactly once, whatever the kubelet reports after it.
+pub async fn counted_exactly(
+    ns: &TestNamespace,
+    name: &str,
+    n: u32,
+    secs: u64,
+    settle: Duration,
+) -> TelephonyService {
+    let t = wait_status(ns, name, secs, &format!("{n} failure(s) counted"), |s| {
+        s.restart_budget.as_ref().is_some_and(|b| b.used >= n)
+    })
+    .await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(used(ns, name).await, n, "counted exactly {n}");
+    t
 }
