@@ -81,8 +81,12 @@ async fn a_killed_worker_process_exits_137_is_counted_once_and_recovers() {
 
 #[tokio::test]
 async fn a_worker_over_its_memory_limit_is_oom_killed() {
-    // The worker needs a few MiB; 4 MiB of memory leaves it no room once it serves.
-    let spec = json!({ "resources": { "requests": { "memory": "4Mi" }, "limits": { "memory": "4Mi" } } });
+    // A 16 MiB limit, and a worker that grows past it (the worker's test-only leak: a limit
+    // below its 1.1 MiB would kill runc's init instead of the worker).
+    let spec = json!({
+        "resources": { "requests": { "memory": "16Mi" }, "limits": { "memory": "16Mi" } },
+        "pod": { "env": [{ "name": "DIALTONE_TEST_LEAK_MIB", "value": "64" }] }
+    });
     let s = Scene::new("oom", spec).await;
     let t = wait_status(&s.ns, "calls", 90, "a failure counted", |s| {
         s.restart_budget.as_ref().is_some_and(|b| b.used >= 1)

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, service = %config.service, base_url = %config.base_url, "telephony worker listening");
+        test_leak();
         telephony_pod::serve(config, listener, delay, terminated()).await
     });
     match result {
@@ -36,6 +37,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Test hook: `DIALTONE_TEST_LEAK_MIB=N` makes the worker grow by 1 MiB every 10 ms up to N MiB
+/// and hold it, like a leak, so the e2e tests can see the kubelet OOM-kill a real worker (a
+/// memory limit alone can't: below the worker's 1.1 MiB it kills runc's init instead). The
+/// operator and the chart never set it.
+fn test_leak() {
+    let Some(mib) = std::env::var("DIALTONE_TEST_LEAK_MIB").ok().and_then(|v| v.parse::<usize>().ok()) else {
+        return;
+    };
+    tracing::warn!(mib, "DIALTONE_TEST_LEAK_MIB set: leaking memory on purpose");
+    tokio::spawn(async move {
+        let mut held: Vec<Vec<u8>> = Vec::with_capacity(mib);
+        for _ in 0..mib {
+            held.push(vec![1u8; 1 << 20]); // written, so resident
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::future::pending::<()>().await;
+        drop(held);
+    });
 }
 
 fn init_logging() {

@@ -109,6 +109,20 @@ fn missing_secret_is_a_failure_with_the_kubelet_message() {
 }
 
 #[test]
+fn the_kubelets_own_cache_timeout_is_not_a_failure() {
+    let mut p = healthy("a");
+    p.ready = false;
+    p.running = false;
+    let hiccup = "failed to sync secret cache: timed out waiting for the condition";
+    p.waiting = Some(("CreateContainerConfigError".into(), hiccup.into()));
+    let d = detect(std::slice::from_ref(&p), &[], TIMEOUT, now());
+    assert!(d.failures.is_empty() && d.records.is_empty(), "{d:?}");
+    // A real configuration error right after it still counts.
+    p.waiting = Some(("CreateContainerConfigError".into(), "secret \"telnyx\" not found".into()));
+    assert_eq!(detect(&[p], &d.records, TIMEOUT, now()).failures.len(), 1);
+}
+
+#[test]
 fn running_but_not_ready_past_the_timeout_is_hung() {
     let mut p = healthy("a");
     p.ready = false;
@@ -149,8 +163,40 @@ fn observation_from_a_crashed_pod() {
     let o = PodObservation::from_pod(&pod);
     assert_eq!(o.name, "w-1");
     assert!(!o.ready && !o.running && !o.deleting);
-    assert_eq!(o.restarts, 2);
+    // Restarted twice, and the third container is dead, waiting out its back-off: three exits.
+    assert_eq!(o.restarts, 3);
     assert_eq!(o.last_exit, Some(("OOMKilled".into(), 137)));
     assert_eq!(o.waiting.as_ref().map(|w| w.0.as_str()), Some("CrashLoopBackOff"));
     assert_eq!(o.not_ready_since, Some("2026-01-01T00:05:00Z".parse().unwrap()));
+}
+
+/// The statuses a real kubelet wrote around `kill -9` (scripts/cluster.sh's real node): running,
+/// then `terminated` with restartCount unchanged for as long as the back-off lasts, then running
+/// again with restartCount + 1.
+#[test]
+fn a_kill_counts_when_the_container_dies_and_the_restart_adds_nothing() {
+    let status = |restarts: i32, state: serde_json::Value, last: serde_json::Value| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "w" },
+            "status": { "containerStatuses": [{ "name": "worker", "image": "i", "imageID": "",
+                "ready": false, "restartCount": restarts, "state": state, "lastState": last }] }
+        }))
+        .unwrap()
+    };
+    let killed = serde_json::json!({ "terminated": { "reason": "Error", "exitCode": 137 } });
+    let running = serde_json::json!({ "running": {} });
+    let timeline = [
+        status(1, running.clone(), killed.clone()),
+        status(1, killed.clone(), killed.clone()),
+        status(1, killed.clone(), killed.clone()),
+        status(2, running, killed),
+    ];
+    let mut known = vec![PodRecord { pod: "w".into(), restarts: 1, ..Default::default() }];
+    let mut counted = vec![];
+    for pod in &timeline {
+        let d = detect(&[PodObservation::from_pod(pod)], &known, TIMEOUT, now());
+        counted.push(d.failures.len());
+        known = d.records;
+    }
+    assert_eq!(counted, [0, 1, 0, 0], "one kill, one failure, at the kill");
 }
