@@ -97,7 +97,8 @@ impl PodObservation {
 fn exits(c: &ContainerStatus) -> i32 {
     let state = c.state.as_ref();
     let dead = state.is_some_and(|s| {
-        s.terminated.is_some() || s.waiting.as_ref().and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")
+        s.terminated.is_some()
+            || s.waiting.as_ref().and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff")
     });
     c.restart_count + i32::from(dead)
 }

@@ -377,7 +377,7 @@ impl Installed {
         helm(&["uninstall", &release, "-n", &ns, "--wait", "--timeout", "60s"])
             .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
         let namespaced = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,configmaps";
-        wait_until(Duration::from_secs(30), "no orphans after helm uninstall", || async {
+        wait_until(Duration::from_secs(60), "no orphans after helm uninstall", || async {
             let mut left = released(&ns, &release, namespaced, true);
             left.extend(released(&ns, &release, "clusterroles,clusterrolebindings", false));
             left.is_empty().then_some(()).or_else(|| {
@@ -523,6 +523,73 @@ async fn namespaced_install_grants_roles_in_the_watched_namespace_only() {
     assert!(!can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", None));
 
     example_is_supervised(&app, &installed, None).await;
+    installed.uninstall().await;
+    app.delete().await;
+    ns.delete().await;
+}
+
+/// The Lease's holder and renew time.
+fn lease(ns: &str, name: &str) -> (String, String) {
+    let out = tool(
+        "kubectl",
+        &["get", "lease", name, "-n", ns, "-o", "jsonpath={.spec.holderIdentity} {.spec.renewTime}"],
+        None,
+    )
+    .unwrap_or_default();
+    let (holder, renewed) = out.split_once(' ').unwrap_or_default();
+    (holder.to_string(), renewed.to_string())
+}
+
+/// The leader goes away twice, each time without releasing the Lease: its process is killed from
+/// the host (the kubelet restarts the container, which resumes its own Lease: same pod, same
+/// identity), then its pod is force-deleted (the standby takes the Lease once it expires). Each
+/// time leadership is back within the lease duration, a failure counted before is not counted
+/// again, and a new one is counted once.
+#[tokio::test]
+async fn a_killed_leader_is_replaced_within_the_lease_duration_without_recounting() {
+    let ns = TestNamespace::create("chart-leader").await;
+    let app = TestNamespace::create("chart-leader-app").await;
+    let release = ns.name.replace("e2e-", "r");
+    let label = format!("dialtone.dev/release={release}");
+    let sets = [format!("selector={label}"), "operator.leaseDurationSeconds=5".to_string()];
+    let installed = install(&ns.name, &release, &sets).await;
+    let lease_name = format!("{release}-dialtone-operator");
+    example_is_supervised(&app, &installed, Some(&label)).await;
+    let worker = worker_pods(&app, "calls").await[0].metadata.name.clone().unwrap_or_default();
+    kill_worker(&app, &worker).await;
+    common::counted_exactly(&app, "calls", 1, 30, Duration::from_secs(1)).await;
+
+    // 1. SIGKILL of the leader's process.
+    let leader = installed.leader().await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let (_, renewed_before) = lease(&ns.name, &lease_name);
+    let killed = std::time::Instant::now();
+    testing::node::signal_container(&pods, &leader, testing::node::SIGKILL).await;
+    let holder = wait_until(Duration::from_secs(30), "leadership regained", || async {
+        let (holder, renewed) = lease(&ns.name, &lease_name);
+        let fresh = renewed > renewed_before && killed.elapsed() > Duration::from_secs(1);
+        (fresh && !holder.is_empty()).then_some(holder)
+    })
+    .await;
+    eprintln!("leader process killed → {holder} renews after {:?}", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(10), "regained in {:?}", killed.elapsed());
+    common::counted_exactly(&app, "calls", 1, 10, Duration::from_secs(3)).await;
+
+    // 2. The leader's pod force-deleted: the standby takes over.
+    let leader = installed.leader().await;
+    let deleted = std::time::Instant::now();
+    kubectl(&["delete", "pod", &leader, "-n", &ns.name, "--grace-period=0", "--force"]);
+    let holder = wait_until(Duration::from_secs(30), "another pod takes the Lease", || async {
+        let (holder, _) = lease(&ns.name, &lease_name);
+        (!holder.is_empty() && holder != leader).then_some(holder)
+    })
+    .await;
+    eprintln!("leader pod deleted → {holder} leads after {:?}", deleted.elapsed());
+    assert!(deleted.elapsed() < Duration::from_secs(10), "failover took {:?}", deleted.elapsed());
+    common::counted_exactly(&app, "calls", 1, 10, Duration::from_secs(2)).await;
+    wait_status(&app, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    kill_worker(&app, &worker).await;
+    common::counted_exactly(&app, "calls", 2, 30, Duration::from_secs(2)).await;
     installed.uninstall().await;
     app.delete().await;
     ns.delete().await;
