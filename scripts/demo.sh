@@ -195,10 +195,14 @@ say "A bad setting (TELNYX_TIMEOUT_MS=soon): the new worker exits at start, agai
 kubectl patch tsvc calls -n "$NS" --type merge \
   -p '{"spec":{"pod":{"env":[{"name":"TELNYX_TIMEOUT_MS","value":"soon"}]}}}' >/dev/null
 follow Failed "" 240
-echo "  the worker said: $(kubectl logs -n "$NS" -l dialtone.dev/service=calls --tail=1 2>/dev/null | head -n1)"
+echo "  last failure: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.lastFailure.reason}: {.status.lastFailure.message}')"
 echo "  worker Deployment: $(kubectl get deploy calls-worker -n "$NS" -o jsonpath='{.spec.replicas} replicas')"
-echo "  worker containers left on the node: $(ctr --address "$DIR/run/containerd.sock" -n k8s.io containers ls -q \
-  "labels.\"io.kubernetes.pod.namespace\"==$NS,labels.\"io.kubernetes.container.name\"==worker" | wc -l)"
+workers_on_node() {
+  ctr --address "$DIR/run/containerd.sock" -n k8s.io containers ls -q \
+    "labels.\"io.kubernetes.pod.namespace\"==$NS,labels.\"io.kubernetes.container.name\"==worker" | wc -l
+}
+for _ in $(seq 1 150); do [ "$(workers_on_node)" = 0 ] && break; sleep 0.2; done
+echo "  worker containers left on the node (ctr containers ls): $(workers_on_node)"
 answer
 echo "  events:"
 kubectl get events -n "$NS" --field-selector involvedObject.kind=TelephonyService,involvedObject.name=calls \

@@ -151,6 +151,9 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
             ..Default::default()
         }),
+        // The log tail becomes the termination message of a container that exits with an error:
+        // the operator shows it in the failure ("invalid configuration: TELNYX_TIMEOUT_MS ...").
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".into(),
             mount_path: "/tmp".into(),

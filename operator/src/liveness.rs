@@ -43,6 +43,9 @@ pub struct PodObservation {
     pub restarts: i32,
     /// How the last container exit ended: reason and exit code.
     pub last_exit: Option<(String, i32)>,
+    /// The last line the exited container wrote (its termination message: the worker Deployment
+    /// sets `FallbackToLogsOnError`), e.g. the worker's configuration error.
+    pub last_words: Option<String>,
     /// A container's waiting reason and message.
     pub waiting: Option<(String, String)>,
 }
@@ -68,10 +71,12 @@ impl PodObservation {
             let w = c.state.as_ref()?.waiting.as_ref()?;
             Some((w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()))
         });
-        let last_exit = containers.iter().find_map(|c| {
-            let t = c.state.as_ref()?.terminated.as_ref().or(c.last_state.as_ref()?.terminated.as_ref())?;
-            Some((t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code))
+        let exited = containers.iter().find_map(|c| {
+            c.state.as_ref()?.terminated.clone().or_else(|| c.last_state.as_ref()?.terminated.clone())
         });
+        let last_exit =
+            exited.as_ref().map(|t| (t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code));
+        let last_words = exited.and_then(|t| t.message).as_deref().and_then(last_line);
         PodObservation {
             name: metadata.name.clone().unwrap_or_default(),
             deleting: metadata.deletion_timestamp.is_some(),
@@ -80,6 +85,7 @@ impl PodObservation {
             running: containers.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())),
             restarts: containers.iter().map(exits).sum(),
             last_exit,
+            last_words,
             waiting,
         }
     }
@@ -87,6 +93,15 @@ impl PodObservation {
     fn stuck_reason(&self) -> Option<&(String, String)> {
         self.waiting.as_ref().filter(|(r, m)| STUCK_REASONS.contains(&r.as_str()) && !kubelet_hiccup(m))
     }
+}
+
+/// Longest excerpt of a termination message kept in a failure (status and Events stay small).
+const LAST_WORDS_MAX: usize = 200;
+
+/// The last non-empty line of a termination message, cut to [`LAST_WORDS_MAX`] characters.
+fn last_line(message: &str) -> Option<String> {
+    let line = message.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(LAST_WORDS_MAX).collect())
 }
 
 /// How many times a container has exited. The kubelet raises restartCount only when it starts
@@ -137,8 +152,11 @@ pub fn detect(
             let (exit_reason, code) = pod.last_exit.clone().unwrap_or_else(|| ("Error".into(), 1));
             let crashloop = pod.waiting.as_ref().is_some_and(|(r, _)| r == "CrashLoopBackOff");
             let reason = if crashloop { "CrashLoopBackOff".to_string() } else { exit_reason.clone() };
-            let message =
+            let mut message =
                 format!("container exited: {exit_reason} (exit code {code}); restart count {}", pod.restarts);
+            if let Some(words) = &pod.last_words {
+                message = format!("{message}: {words}");
+            }
             for _ in 0..new_restarts {
                 out.failures.push(Failure {
                     reason: reason.clone(),

@@ -17,6 +17,7 @@ fn healthy(name: &str) -> PodObservation {
         running: true,
         restarts: 0,
         last_exit: None,
+        last_words: None,
         waiting: None,
     }
 }
@@ -199,4 +200,27 @@ fn a_kill_counts_when_the_container_dies_and_the_restart_adds_nothing() {
         known = d.records;
     }
     assert_eq!(counted, [0, 1, 0, 0], "one kill, one failure, at the kill");
+}
+
+#[test]
+fn the_last_words_of_an_exited_worker_are_in_the_failure() {
+    let mut p = healthy("a");
+    p.restarts = 1;
+    p.last_exit = Some(("Error".into(), 2));
+    let long = "x".repeat(500);
+    p.last_words = Some("telephony-pod: invalid configuration: TELNYX_TIMEOUT_MS: not a number".into());
+    let d = detect(std::slice::from_ref(&p), &[], TIMEOUT, now());
+    assert_eq!(
+        d.failures[0].message,
+        "container exited: Error (exit code 2); restart count 1: telephony-pod: invalid configuration: \
+         TELNYX_TIMEOUT_MS: not a number"
+    );
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "w" },
+        "status": { "containerStatuses": [{ "name": "worker", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": { "terminated": { "exitCode": 2, "message": format!("first\n{long}\n\n") } } }] }
+    }))
+    .unwrap();
+    let words = PodObservation::from_pod(&pod).last_words.unwrap_or_default();
+    assert_eq!(words.len(), 200, "the last non-empty line, cut short");
 }

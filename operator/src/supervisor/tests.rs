@@ -14,6 +14,7 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
         running: true,
         restarts,
         last_exit: (restarts > 0).then(|| ("Error".to_string(), 1)),
+        last_words: None,
         waiting: None,
     }
 }
