@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Dialtone's benchmarks, each printed next to the baseline measured in the same run, written to
-# docs/benchmarks.md. Builds release binaries and uses the local control plane (started if needed).
+# docs/benchmarks.md. Builds release binaries and the images, and runs a cluster of its own
+# (.cluster-bench/): first with the real node (detection of real kills), then with the simulated
+# node (scale: convergence, readiness, detection without a kubelet).
 #   scripts/bench.sh                 all benchmarks at full size
-#   DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
+#   REAL_KILLS=50 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 T="${CARGO_TARGET_DIR:-$REPO/target}/release"
 bash scripts/setup.sh
 cargo build --quiet --release -p bench -p telephony-operator -p telephony-pod -p sim-node
-DIALTONE_SIM_NODE_BIN="$T/sim-node" scripts/cluster.sh up
-DIALTONE_KUBECONFIG="$(scripts/cluster.sh kubeconfig)"
-export DIALTONE_KUBECONFIG
+scripts/images.sh
+export DIALTONE_CLUSTER_DIR="$REPO/.cluster-bench" DIALTONE_APISERVER_PORT=46443 DIALTONE_ETCD_PORT=42379
+export DIALTONE_KUBECONFIG="$DIALTONE_CLUSTER_DIR/kubeconfig"
+trap 'scripts/cluster.sh down' EXIT
+# node MODE: the bench cluster with that node.
+node() {
+  scripts/cluster.sh down >/dev/null 2>&1 || true
+  DIALTONE_NODE=$1 DIALTONE_SIM_NODE_BIN="$T/sim-node" scripts/cluster.sh up
+}
 
 out="$REPO/docs/benchmarks.md"
 tmp=$(mktemp)
@@ -25,13 +33,17 @@ bench() {
   echo "# Benchmarks"
   echo
   echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB,"
-  echo "$(uname -sm), Kubernetes 1.20.2 control plane and the simulated node on loopback, release builds."
+  echo "$(uname -sm), Kubernetes 1.20.2 with the real node (kubelet 1.20.2, containerd 1.6.20) for the first"
+  echo "tables and the simulated node for the others, release builds."
   echo "Each table compares with a baseline measured in the same run."
   echo
   echo "Targets: detection p99 [< 1 s; the in-process design polled every 30 s]; convergence"
   echo "[operator ≥ 0.7× the baseline's throughput]; operator memory [≤ 25 MiB at 1000 services];"
   echo "readiness [≥ nginx with one worker, p99 < 2 ms at 10 connections, RSS < 20 MiB with 1000 services;"
   echo "at 50 connections wrk and the server share the 2 cores, and p99 is queueing for both servers]."
+  node real >&2
+  bench real-detection --kills "${REAL_KILLS:-50}" --applies "${REAL_APPLIES:-20}" --services 10
+  node sim >&2
   bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
   bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000}" --operator "$T/telephony-operator"
   bench readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"

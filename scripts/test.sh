@@ -47,6 +47,10 @@ step "cargo test --workspace (unit + e2e on the real node)"
 # E2E tests mostly wait on the cluster: run more of them at once than there are cores.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}" counted cargo test --workspace --exclude sim-node --no-fail-fast
 
+step "the real-node benchmark, once at a tiny size"
+cargo build --quiet -p bench
+"${CARGO_TARGET_DIR:-$REPO/target}/debug/dialtone-bench" real-detection --kills 2 --applies 2 --services 2
+
 step "the demo (scripts/demo.sh), end to end on the same cluster"
 DIALTONE_DEMO_PORT=28080 scripts/demo.sh
 scripts/demo.sh stop # also brings the cluster down

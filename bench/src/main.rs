@@ -5,6 +5,7 @@ mod convergence;
 mod crd;
 mod detection;
 mod readiness;
+mod real_detection;
 mod stats;
 mod worker;
 
@@ -21,6 +22,9 @@ struct Cli {
 enum Bench {
     /// Failure detection: `crash` injections → TelephonyService status updated.
     Detection(detection::Args),
+    /// Failure detection on the real node: worker process kills → kubelet, status, readiness 503;
+    /// apply → Ready; memory of the node and the pods.
+    RealDetection(real_detection::Args),
     /// Convergence at scale (N services until all Ready) vs direct writes; operator memory and CPU.
     Convergence(convergence::Args),
     /// Readiness service throughput vs nginx, and its memory with N services.
@@ -33,6 +37,7 @@ enum Bench {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Detection(args) => detection::run(args).await,
+        Bench::RealDetection(args) => real_detection::run(args).await,
         Bench::Convergence(args) => convergence::run(args).await,
         Bench::Worker(args) => worker::run(args).await,
         Bench::Readiness(args) => readiness::run(args).await,

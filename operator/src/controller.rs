@@ -34,6 +34,7 @@ use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
 use crate::slim::{self, CachedDeployment, CachedPod, CachedService};
 use crate::status_cache::StatusCache;
 use crate::supervisor::{self, Announcement, Severity};
+use crate::worker_readiness;
 
 pub const FIELD_MANAGER: &str = "dialtone-operator";
 
@@ -291,6 +292,8 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         .filter(|p| p.owner.as_ref() == Some(&name))
         .map(|p| p.status.clone())
         .collect();
+    let mut pods = pods;
+    worker_readiness::explain(&mut pods, tsvc.spec.port).await;
 
     // Decide.
     let decision = supervisor::decide(&supervisor::Observed {

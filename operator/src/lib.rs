@@ -22,3 +22,4 @@ pub mod status_cache;
 pub mod supervisor;
 pub mod telemetry;
 pub mod validate;
+pub mod worker_readiness;

@@ -48,6 +48,10 @@ pub struct PodObservation {
     pub last_words: Option<String>,
     /// A container's waiting reason and message.
     pub waiting: Option<(String, String)>,
+    /// The pod's IP, where the worker can be asked why it is not Ready.
+    pub ip: Option<String>,
+    /// Why a running worker is not Ready, in its own words (filled by `worker_readiness`).
+    pub not_ready_reason: Option<String>,
 }
 
 impl PodObservation {
@@ -77,6 +81,7 @@ impl PodObservation {
         let last_exit =
             exited.as_ref().map(|t| (t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code));
         let last_words = exited.and_then(|t| t.message).as_deref().and_then(last_line);
+        let ip = status.pod_ip.clone();
         PodObservation {
             name: metadata.name.clone().unwrap_or_default(),
             deleting: metadata.deletion_timestamp.is_some(),
@@ -87,6 +92,8 @@ impl PodObservation {
             last_exit,
             last_words,
             waiting,
+            ip,
+            not_ready_reason: None,
         }
     }
 

@@ -181,6 +181,8 @@ pub fn decide(obs: &Observed) -> Decision {
     let rolling_out = rollout_in_progress(obs.deployment, desired_replicas, live.len());
     let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
     let hung = !detection.hung.is_empty();
+    // A running worker's own word on why it is not Ready (e.g. Telnyx unreachable).
+    let not_ready = live.iter().find_map(|p| Some((p.name.clone(), p.not_ready_reason.clone()?)));
     // Once serving in this generation, losing workers is degradation, not "still starting".
     let was_serving =
         matches!(prev.phase, Phase::Ready | Phase::Degraded) && prev.observed_generation == Some(generation);
@@ -218,11 +220,17 @@ pub fn decide(obs: &Observed) -> Decision {
             "ReadinessTimeout".to_string(),
             "a worker is running but not Ready past its startup timeout".to_string(),
         )
+    } else if let Some((pod, why)) = &not_ready {
+        ("ReplicasNotReady".to_string(), format!("{ready}/{} workers ready; {pod}: {why}", spec.replicas))
     } else {
         ("ReplicasNotReady".to_string(), format!("{ready}/{} workers ready", spec.replicas))
     };
     let failure_text = |f: &Failure| format!("{} in pod {}: {}", f.reason, f.pod, f.message);
-    let degraded_message = last_failure.as_ref().map(failure_text).unwrap_or_else(|| ready_message.clone());
+    // What keeps a worker from being Ready now says more than the last failure, which may be old.
+    let degraded_message = match (&not_ready, &last_failure) {
+        (None, Some(f)) => failure_text(f),
+        _ => ready_message.clone(),
+    };
     let budget_message = if open {
         let when = resets_at.map(|t| t.to_string()).unwrap_or_else(|| "later".into());
         format!("{used} failures in {window}s exceed the budget of {max}; workers scaled to 0 until {when}")

@@ -171,6 +171,14 @@ async fn telnyx_unreachable_makes_the_worker_not_ready_and_its_return_is_seen_in
     let (took, body) = until_code(&s.readiness, &s.ns.name, 503, 45).await;
     eprintln!("Telnyx stopped → readiness 503 in {took:?}");
     assert_eq!(body["healthy"], false);
+    // The answer says why, in the worker's words (the operator asked its /readyz).
+    let message = wait_until(Duration::from_secs(10), "a 503 naming Telnyx", || async {
+        let (code, body) = s.readiness.status(&s.ns.name, "calls").await?;
+        let message = body["message"].as_str()?.to_string();
+        (code == 503 && message.contains("Telnyx")).then_some(message)
+    })
+    .await;
+    assert!(message.contains(&pod), "{message}");
     let notes = pod_events(&s.ns, &pod, "Unhealthy").await;
     assert!(notes.iter().any(|n| n.contains("Readiness probe failed")), "{notes:?}");
     assert_eq!(used(&s.ns, "calls").await, 0, "not ready is not a failure (the process is fine)");

@@ -46,6 +46,12 @@ pub fn ctr(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// PID of a process `scripts/cluster.sh` started (kubelet, containerd, ...), from its pid file.
+pub fn component_pid(name: &str) -> Option<u32> {
+    let pid = std::fs::read_to_string(cluster_dir().join("run").join(format!("{name}.pid"))).ok()?;
+    pid.trim().parse().ok()
+}
+
 /// Host PID of a running container's process (`ctr tasks ls`: TASK PID STATUS).
 pub fn container_pid(container_id: &str) -> Option<i32> {
     let tasks = ctr(&["tasks", "ls"]).ok()?;

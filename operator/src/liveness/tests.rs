@@ -18,6 +18,8 @@ fn healthy(name: &str) -> PodObservation {
         restarts: 0,
         last_exit: None,
         last_words: None,
+        ip: None,
+        not_ready_reason: None,
         waiting: None,
     }
 }

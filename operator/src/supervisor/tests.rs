@@ -15,6 +15,8 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
         restarts,
         last_exit: (restarts > 0).then(|| ("Error".to_string(), 1)),
         last_words: None,
+        ip: None,
+        not_ready_reason: None,
         waiting: None,
     }
 }
@@ -268,4 +270,19 @@ fn losing_ready_workers_without_restarts_is_degraded_not_starting() {
     sim.tsvc.metadata.generation = Some(2);
     sim.tsvc.spec.image = "registry.example.com/dialtone/telephony-pod:0.2.0".into();
     assert_eq!(sim.look(6, vec![pod("w-2", false, 0)]).status.phase, Phase::Progressing);
+}
+
+#[test]
+fn a_worker_that_says_why_it_is_not_ready_is_quoted_in_the_status() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    let ready = sim.look(1, vec![pod("w-1", true, 0)]);
+    assert_eq!(ready.status.phase, Phase::Ready);
+    let mut cut_off = pod("w-1", false, 0);
+    cut_off.not_ready_reason = Some("Telnyx check failed: Telnyx unreachable".into());
+    let d = sim.look(2, vec![cut_off]);
+    assert_eq!(d.status.phase, Phase::Degraded);
+    let expected = "0/1 workers ready; w-1: Telnyx check failed: Telnyx unreachable";
+    assert_eq!(d.status.message.as_deref(), Some(expected));
+    assert_eq!(ready_reason(&d), "ReplicasNotReady");
 }

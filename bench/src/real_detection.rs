@@ -1,0 +1,300 @@
+//! Failure detection on the real node: the chart's operator and readiness pods supervise one
+//! worker pod; its process is killed from the host (SIGKILL) and timed to (a) the kubelet's pod
+//! status write, seen on a watch (the floor: the kubelet notices through its 1 s relist), (b) the
+//! TelephonyService status counting the failure, and (c) the readiness Service answering 503
+//! (polled every 2 ms through its ClusterIP, as an app would). The target: the operator and the
+//! readiness service add at most 50 ms at p99 on top of the kubelet's write.
+//!
+//! Also: apply → worker pod Ready, and the resident memory of the node's components and of the
+//! operator, readiness and worker pods with `--services` services.
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, ResourceExt};
+use telephony_operator::crd::{Phase, TelephonyService};
+use testing::{node, tool, wait_until, TestNamespace};
+
+use crate::stats::{ms, percentile, rss_mib};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Worker process kills to time (a fresh pod each).
+    #[arg(long, default_value_t = 50)]
+    kills: usize,
+    /// TelephonyServices applied one by one, timed to their worker pod's Ready.
+    #[arg(long, default_value_t = 20)]
+    applies: usize,
+    /// Services running while memory is read.
+    #[arg(long, default_value_t = 10)]
+    services: usize,
+}
+
+fn spec() -> serde_json::Value {
+    serde_json::json!({
+        "image": node::WORKER_IMAGE,
+        "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "bench", "baseUrl": node::telnyx_url() },
+        "health": { "periodSeconds": 2, "timeoutSeconds": 1 },
+        // Every kill is a counted failure, never a circuit opening.
+        "restartBudget": { "maxRestarts": 1000, "windowSeconds": 600 },
+        "resources": { "requests": { "cpu": "10m", "memory": "16Mi" }, "limits": { "memory": "64Mi" } }
+    })
+}
+
+/// A service labelled for the chart's operator (`selector=bench=<label>`).
+fn service(name: &str, label: &str) -> anyhow::Result<TelephonyService> {
+    let mut t = TelephonyService::new(name, serde_json::from_value(spec())?);
+    t.metadata.labels = Some([("bench".to_string(), label.to_string())].into());
+    Ok(t)
+}
+
+fn used(t: &TelephonyService) -> u32 {
+    t.status.as_ref().and_then(|s| s.restart_budget.as_ref()).map_or(0, |b| b.used)
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let system = TestNamespace::create("bench-real").await;
+    let app = TestNamespace::create("bench-real-app").await;
+    let label = app.name.clone();
+    let chart = testing::repo_root().join("charts/dialtone").display().to_string();
+    let selector = format!("selector=bench={label}");
+    tool(
+        "helm",
+        &["install", "bench", &chart, "-n", &system.name, "--wait", "--timeout", "180s", "--set", &selector],
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("helm install: {e}"))?;
+    let readiness_ip = tool(
+        "kubectl",
+        &["get", "svc", "bench-dialtone-readiness", "-n", &system.name, "-o", "jsonpath={.spec.clusterIP}"],
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = Secret {
+        metadata: ObjectMeta { name: Some("telnyx".into()), ..Default::default() },
+        string_data: Some([("apiKey".to_string(), "bench-key".to_string())].into()),
+        ..Default::default()
+    };
+    app.api::<Secret>().create(&PostParams::default(), &secret).await?;
+
+    let kills = kill_samples(&app, &label, &readiness_ip, args.kills).await?;
+    let applies = apply_samples(&app, &label, args.applies).await?;
+    let memory = memory(&app, &system, &label, args.services).await?;
+    let _ = tool("helm", &["uninstall", "bench", "-n", &system.name, "--wait"], None);
+    app.delete().await;
+    system.delete().await;
+
+    println!("\n## Failure detection on the real node ({} kills of the worker process)\n", args.kills);
+    println!("| measured | p50 | p99 | max |");
+    println!("| --- | --- | --- | --- |");
+    let rows: [(&str, &Vec<Duration>); 5] = [
+        ("kill → kubelet's pod status write (baseline: the kubelet)", &kills.pod),
+        ("kill → TelephonyService status", &kills.status),
+        ("kill → readiness answers 503", &kills.unavailable),
+        ("kubelet's write → TelephonyService status (operator)", &kills.status_after_pod),
+        ("kubelet's write → readiness 503 (operator + readiness)", &kills.unavailable_after_pod),
+    ];
+    for (what, s) in rows {
+        let p = |q| ms(percentile(s, q));
+        println!("| {what} | {} | {} | {} |", p(50.0), p(99.0), p(100.0));
+    }
+    println!("\n## Apply → worker pod Ready ({} TelephonyServices, one at a time)\n", args.applies);
+    println!("| measured | p50 | p99 | max |");
+    println!("| --- | --- | --- | --- |");
+    for (what, s) in
+        [("apply → worker pod Ready", &applies.pod), ("apply → TelephonyService Ready", &applies.service)]
+    {
+        let p = |q| ms(percentile(s, q));
+        println!("| {what} | {} | {} | {} |", p(50.0), p(99.0), p(100.0));
+    }
+    println!("\n## Resident memory with {} services (one worker each), MiB\n", args.services);
+    println!("| process | RSS |");
+    println!("| --- | --- |");
+    for (what, mib) in memory {
+        println!("| {what} | {mib:.1} |");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Kills {
+    pod: Vec<Duration>,
+    status: Vec<Duration>,
+    unavailable: Vec<Duration>,
+    status_after_pod: Vec<Duration>,
+    unavailable_after_pod: Vec<Duration>,
+}
+
+async fn kill_samples(
+    app: &TestNamespace,
+    label: &str,
+    readiness_ip: &str,
+    n: usize,
+) -> anyhow::Result<Kills> {
+    let tsvcs = app.api::<TelephonyService>();
+    tsvcs.create(&PostParams::default(), &service("bench", label)?).await?;
+    let pods = app.api::<Pod>();
+    let url = format!("http://{readiness_ip}/v1/status/{}/bench", app.name);
+    let http = testing::http();
+    let code = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.ok().map(|r| r.status().as_u16()) }
+    };
+    let mut out = Kills::default();
+    for i in 0..n {
+        // A fresh pod each time: the kubelet holds a second restart of one container in
+        // CrashLoopBackOff (10 s, doubling), which would time the back-off, not the detection.
+        let pod = wait_until(Duration::from_secs(120), "a Ready worker and readiness 200", || async {
+            let list = pods.list(&ListParams::default().labels("dialtone.dev/service=bench")).await.ok()?;
+            let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
+            (code(url.clone()).await? == 200).then(|| p.name_any())
+        })
+        .await;
+        let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
+        let mut tsvc_watch = watcher(tsvcs.clone(), by_name("bench")).applied_objects().boxed();
+        let mut pod_watch = watcher(pods.clone(), by_name(&pod)).applied_objects().boxed();
+        let before = tsvc_watch.try_next().await?.as_ref().map_or(0, used);
+        pod_watch.try_next().await?;
+
+        let t0 = Instant::now();
+        node::signal_container(&pods, &pod, node::SIGKILL).await;
+        let pod_written = async {
+            while let Some(p) = pod_watch.try_next().await? {
+                if !ready(&p) {
+                    return Ok::<_, anyhow::Error>(Instant::now());
+                }
+            }
+            anyhow::bail!("pod watch ended")
+        };
+        let counted = async {
+            while let Some(t) = tsvc_watch.try_next().await? {
+                if used(&t) > before {
+                    return Ok::<_, anyhow::Error>(Instant::now());
+                }
+            }
+            anyhow::bail!("TelephonyService watch ended")
+        };
+        let unavailable = async {
+            loop {
+                if code(url.clone()).await == Some(503) {
+                    return Ok::<_, anyhow::Error>(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        let (t_pod, t_status, t_503) = tokio::time::timeout(Duration::from_secs(30), async {
+            futures::try_join!(pod_written, counted, unavailable)
+        })
+        .await??;
+        out.pod.push(t_pod - t0);
+        out.status.push(t_status - t0);
+        out.unavailable.push(t_503 - t0);
+        out.status_after_pod.push(t_status.saturating_duration_since(t_pod));
+        out.unavailable_after_pod.push(t_503.saturating_duration_since(t_pod));
+        eprintln!(
+            "kill {:>3}: pod {} status {} 503 {}",
+            i + 1,
+            ms(t_pod - t0),
+            ms(t_status - t0),
+            ms(t_503 - t0)
+        );
+        pods.delete(&pod, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await?;
+    }
+    tsvcs.delete("bench", &DeleteParams::default()).await?;
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Applies {
+    pod: Vec<Duration>,
+    service: Vec<Duration>,
+}
+
+async fn apply_samples(app: &TestNamespace, label: &str, n: usize) -> anyhow::Result<Applies> {
+    let tsvcs = app.api::<TelephonyService>();
+    let pods = app.api::<Pod>();
+    let mut out = Applies::default();
+    for i in 0..n {
+        let name = format!("apply-{i}");
+        let t0 = Instant::now();
+        tsvcs.create(&PostParams::default(), &service(&name, label)?).await?;
+        let selector = format!("dialtone.dev/service={name}");
+        let pod_ready = wait_until(Duration::from_secs(120), "worker pod Ready", || async {
+            let list = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
+            list.items.iter().any(ready).then(Instant::now)
+        });
+        let service_ready = wait_until(Duration::from_secs(120), "TelephonyService Ready", || async {
+            (tsvcs.get(&name).await.ok()?.status?.phase == Phase::Ready).then(Instant::now)
+        });
+        let (p, s) = tokio::join!(pod_ready, service_ready);
+        out.pod.push(p - t0);
+        out.service.push(s - t0);
+        eprintln!("apply {:>3}: pod Ready {} service Ready {}", i + 1, ms(p - t0), ms(s - t0));
+    }
+    Ok(out)
+}
+
+/// RSS of the node's processes (pid files of `scripts/cluster.sh`) and of the pods' processes
+/// (their containers' PIDs from containerd), with `services` services of one worker each.
+async fn memory(
+    app: &TestNamespace,
+    system: &TestNamespace,
+    label: &str,
+    services: usize,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let tsvcs = app.api::<TelephonyService>();
+    let existing = tsvcs.list(&ListParams::default()).await?.items.len();
+    for i in existing..services {
+        tsvcs.create(&PostParams::default(), &service(&format!("apply-{i}"), label)?).await?;
+    }
+    wait_until(Duration::from_secs(180), "every service Ready", || async {
+        let list = tsvcs.list(&ListParams::default()).await.ok()?;
+        let ready = list.items.iter().filter(|t| t.status.as_ref().is_some_and(|s| s.phase == Phase::Ready));
+        (ready.count() >= services).then_some(())
+    })
+    .await;
+    // Settled: 2 s after the last service is Ready.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut rows = vec![];
+    for name in ["kubelet", "containerd", "kube-proxy", "kube-scheduler", "kube-apiserver", "etcd"] {
+        if let Some(pid) = node::component_pid(name) {
+            rows.push((name.to_string(), rss_mib(pid)));
+        }
+    }
+    let pod_rss = |api: Api<Pod>, selector: &'static str| async move {
+        let list = api.list(&ListParams::default().labels(selector)).await.ok()?;
+        let mut each = vec![];
+        for p in list.items {
+            let id = p.status?.container_statuses?.first()?.container_id.clone()?;
+            let pid = node::container_pid(id.trim_start_matches("containerd://"))?;
+            each.push(rss_mib(u32::try_from(pid).ok()?));
+        }
+        Some(each)
+    };
+    let system_pods: Api<Pod> = system.api();
+    for (what, api, selector) in [
+        (
+            "operator pod (leader and standby, each)",
+            system_pods.clone(),
+            "app.kubernetes.io/component=operator",
+        ),
+        ("readiness pod (each)", system_pods, "app.kubernetes.io/component=readiness"),
+        ("worker pod (each)", app.api::<Pod>(), "app.kubernetes.io/component=worker"),
+    ] {
+        let each = pod_rss(api, selector).await.unwrap_or_default();
+        let max = each.iter().cloned().fold(0.0, f64::max);
+        let mean = each.iter().sum::<f64>() / each.len().max(1) as f64;
+        rows.push((format!("{what}: mean of {}, max {max:.1}", each.len()), mean));
+    }
+    Ok(rows)
+}
