@@ -261,7 +261,7 @@ pub struct BackoffStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
-    /// `Error`, `OOMKilled`, `CrashLoopBackOff`, `ErrImagePull`, `StartupTimeout`, ...
+    /// `Error`, `OOMKilled`, `ErrImagePull`, `CreateContainerConfigError`, `ReadinessTimeout`, ...
     pub reason: String,
     pub message: String,
     pub pod: String,

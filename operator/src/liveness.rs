@@ -80,7 +80,9 @@ impl PodObservation {
         });
         let last_exit =
             exited.as_ref().map(|t| (t.reason.clone().unwrap_or_else(|| "Error".into()), t.exit_code));
-        let last_words = exited.and_then(|t| t.message).as_deref().and_then(last_line);
+        // A process killed from outside (SIGKILL, the OOM killer) said nothing about it.
+        let said = exited.filter(|t| t.exit_code != 137 && t.reason.as_deref() != Some("OOMKilled"));
+        let last_words = said.and_then(|t| t.message).as_deref().and_then(last_line);
         let ip = status.pod_ip.clone();
         PodObservation {
             name: metadata.name.clone().unwrap_or_default(),
@@ -153,14 +155,17 @@ pub fn detect(
             .cloned()
             .unwrap_or_else(|| PodRecord { pod: pod.name.clone(), ..Default::default() });
 
-        // Each increase of restartCount is one failure; a crash loop names itself.
+        // Each exit is one failure, named by its cause (OOMKilled, Error), not by the kubelet's
+        // CrashLoopBackOff, which only says that it waits before the next start.
         let new_restarts = (pod.restarts - record.restarts).max(0);
         if new_restarts > 0 {
-            let (exit_reason, code) = pod.last_exit.clone().unwrap_or_else(|| ("Error".into(), 1));
+            let (reason, code) = pod.last_exit.clone().unwrap_or_else(|| ("Error".into(), 1));
             let crashloop = pod.waiting.as_ref().is_some_and(|(r, _)| r == "CrashLoopBackOff");
-            let reason = if crashloop { "CrashLoopBackOff".to_string() } else { exit_reason.clone() };
             let mut message =
-                format!("container exited: {exit_reason} (exit code {code}); restart count {}", pod.restarts);
+                format!("container exited: {reason} (exit code {code}); restart count {}", pod.restarts);
+            if crashloop {
+                message.push_str(" (CrashLoopBackOff: the kubelet waits before restarting it)");
+            }
             if let Some(words) = &pod.last_words {
                 message = format!("{message}: {words}");
             }

@@ -360,13 +360,27 @@ async fn example_is_supervised(app: &TestNamespace, installed: &Installed, label
     .await;
 }
 
+/// Objects of the release that are not on their way out (a terminating pod is being removed by the
+/// kubelet, within its grace period: not an orphan).
 fn released(ns: &str, release: &str, kind: &str, namespaced: bool) -> Vec<String> {
     let selector = format!("app.kubernetes.io/instance={release},app.kubernetes.io/part-of=dialtone");
-    let mut args = vec!["get", kind, "-l", &selector, "-o", "name"];
+    let mut args = vec!["get", kind, "-l", &selector, "-o", "json"];
     if namespaced {
         args.extend(["-n", ns]);
     }
-    kubectl(&args).lines().map(String::from).collect()
+    let list: Value = serde_json::from_str(&kubectl(&args)).expect("list JSON");
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 impl Installed {
@@ -457,6 +471,14 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
     ] {
         assert!(!can_i(&readiness_sa, verb, resource, None), "readiness may NOT {verb} {resource}");
     }
+
+    // kubectl logs and exec reach the operator pod through the apiserver and the kubelet.
+    let leader = installed.leader().await;
+    let logs = kubectl(&["logs", &leader, "-n", &ns.name]);
+    assert!(logs.lines().any(|l| l.starts_with('{') && l.contains("\"level\"")), "JSON log lines: {logs}");
+    let help =
+        kubectl(&["exec", &leader, "-n", &ns.name, "--", "/usr/local/bin/telephony-operator", "--help"]);
+    assert!(help.contains("readiness"), "{help}");
 
     example_is_supervised(&app, &installed, Some(&label)).await;
     let pod = worker_pods(&app, "calls").await[0].metadata.name.clone().unwrap_or_default();

@@ -71,7 +71,7 @@ fn two_restarts_between_looks_are_two_failures() {
 }
 
 #[test]
-fn crashloop_is_named() {
+fn a_crash_loop_is_named_by_its_cause() {
     let mut p = healthy("a");
     p.ready = false;
     p.running = false;
@@ -79,7 +79,8 @@ fn crashloop_is_named() {
     p.last_exit = Some(("Error".into(), 1));
     p.waiting = Some(("CrashLoopBackOff".into(), "back-off 10s".into()));
     let d = detect(&[p], &[], TIMEOUT, now());
-    assert_eq!(d.failures[0].reason, "CrashLoopBackOff");
+    assert_eq!(d.failures[0].reason, "Error");
+    assert!(d.failures[0].message.contains("CrashLoopBackOff"), "{}", d.failures[0].message);
 }
 
 #[test]
