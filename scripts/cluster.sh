@@ -250,7 +250,13 @@ cmd_up() {
   write_kubeconfig "$DIR/kube-proxy.kubeconfig" system:kube-proxy
   write_kubeconfig "$DIR/kubelet.kubeconfig" "system:node:$NODE_NAME"
   start_controllers
-  if [ "$NODE_MODE" = real ]; then node_up; telnyx_mock_up; node_wait_ready; else start_sim_node; fi
+  if [ "$NODE_MODE" = real ]; then
+    node_up; telnyx_mock_up; node_wait_ready
+  else
+    # The simulated pods' IPs lead nowhere: a connection to one must fail here, not leave.
+    if [ "$(id -u)" = 0 ]; then ip route replace blackhole "$POD_GUARD"; fi
+    start_sim_node
+  fi
   # Pods need the namespace's default ServiceAccount, made by the controller-manager.
   wait_for 60 serviceaccount "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get serviceaccount default -n default \
     || fail_with kube-controller-manager "controller-manager not working"
@@ -274,6 +280,7 @@ cmd_spare() {
 
 cmd_down() {
   if [ "$NODE_MODE" = real ]; then node_teardown "$DIR"; fi
+  if [ "$NODE_MODE" = sim ] && [ "$(id -u)" = 0 ]; then ip route del blackhole "$POD_GUARD" 2>/dev/null || true; fi
   for p in sim-node kube-scheduler kube-controller-manager kube-apiserver-spare kube-apiserver etcd; do stop "$p"; done
   rm -rf "/dev/shm/dialtone-etcd-$ETCD_PORT" "$DIR/etcd"
   log "down"

@@ -119,7 +119,15 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     let port = testing::free_port();
     let admin = format!("http://127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(&args.operator)
-        .args(["run", "--leader-elect=false", "--log-format=json", "--namespace", &ns.name])
+        // The simulated node's pod IPs lead nowhere: never ask its workers anything.
+        .args([
+            "run",
+            "--leader-elect=false",
+            "--ask-workers=false",
+            "--log-format=json",
+            "--namespace",
+            &ns.name,
+        ])
         .arg(format!("--admin-addr=127.0.0.1:{port}"))
         .env("KUBECONFIG", testing::kubeconfig_path())
         .env("RUST_LOG", "warn")

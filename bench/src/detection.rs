@@ -40,7 +40,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = TestNamespace::create("bench-detect").await;
     crate::crd::install(&ns.client).await?;
     let mut operator = tokio::process::Command::new(&args.operator)
-        .args(["run", "--leader-elect=false", "--log-format=json", "--admin-addr=127.0.0.1:0", "--namespace"])
+        // The simulated node's pod IPs lead nowhere: never ask its workers anything.
+        .args([
+            "run",
+            "--leader-elect=false",
+            "--ask-workers=false",
+            "--log-format=json",
+            "--admin-addr=127.0.0.1:0",
+        ])
+        .arg("--namespace")
         .arg(&ns.name)
         .env("KUBECONFIG", testing::kubeconfig_path())
         .env("RUST_LOG", "warn")

@@ -88,6 +88,8 @@ pub struct Context {
     written: StatusCache,
     /// Consecutive failed reconciles per object, for exponential requeue.
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
+    /// Ask not-Ready workers why (`--ask-workers`).
+    ask_workers: bool,
 }
 
 /// Reconciles running at once.
@@ -206,6 +208,7 @@ pub async fn run(
     watches: Watches,
     metrics: Metrics,
     health: Health,
+    ask_workers: bool,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let synced = Arc::new(AtomicBool::new(false));
@@ -232,6 +235,7 @@ pub async fn run(
         synced,
         written: watches.written,
         retries: Mutex::default(),
+        ask_workers,
     });
     // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
     // in memory at the same time; the API server, not the operator, sets the pace anyway.
@@ -293,7 +297,9 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         .map(|p| p.status.clone())
         .collect();
     let mut pods = pods;
-    worker_readiness::explain(&mut pods, tsvc.spec.port).await;
+    if ctx.ask_workers {
+        worker_readiness::explain(&mut pods, tsvc.spec.port).await;
+    }
 
     // Decide.
     let decision = supervisor::decide(&supervisor::Observed {

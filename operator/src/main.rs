@@ -94,6 +94,10 @@ struct RunArgs {
     lease_duration: u64,
     #[arg(long, env = "DIALTONE_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Ask a running but not-Ready worker's /readyz why, to quote it in the status (needs to reach
+    /// the worker pods). Off for the simulated node, whose pod IPs lead nowhere.
+    #[arg(long, env = "DIALTONE_ASK_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    ask_workers: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -181,7 +185,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     health.set_leading(true);
 
-    let controller = controller::run(client, watches, metrics, health.clone(), stopped(stop_rx.clone()));
+    let controller =
+        controller::run(client, watches, metrics, health.clone(), args.ask_workers, stopped(stop_rx.clone()));
     match leading {
         None => controller.await,
         Some(mut rx) => {

@@ -14,6 +14,9 @@ POD_CIDR=10.244.0.0/24
 GATEWAY=10.244.0.1 # the bridge's address: node IP, apiserver advertise address, host services for pods
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1 # the `kubernetes` Service
+# Every address a pod of either node may have (the simulated node hands out 10.244.x.y): routed to
+# the bridge (real node) or nowhere (simulated node), never out of the machine.
+POD_GUARD=10.244.0.0/16
 KUBELET_PORT=20250
 KUBELET_HEALTHZ_PORT=20248
 RULE=dialtone-node # comment on every iptables rule we add
@@ -118,6 +121,7 @@ node_network_up() {
   # the host's own ClusterIP connections (routing happens before the OUTPUT DNAT), so route the
   # range onto the bridge, where nothing answers.
   ip route replace "$SERVICE_CIDR" dev "$BRIDGE"
+  ip route replace "$POD_GUARD" dev "$BRIDGE"
   # Bridged pod-to-pod traffic must pass iptables for ClusterIP DNAT.
   modprobe br_netfilter 2>/dev/null || true
   sysctl -qw net.bridge.bridge-nf-call-iptables=1
@@ -193,6 +197,7 @@ node_teardown() {
   rm -rf "$dir/cni/ipam" "$dir/containerd" "$dir/kubelet"
   iptables_clean
   ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null || true
+  ip route del "$POD_GUARD" 2>/dev/null || true
   local port
   for port in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 || true); do
     ip link del "$port" 2>/dev/null || true

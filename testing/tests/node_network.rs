@@ -36,7 +36,8 @@ async fn pod_and_service_traffic_stays_on_the_machine() {
 
     // Routes: pods, the `kubernetes` Service, and a ClusterIP nobody programmed all go to the
     // bridge, never out of the machine's own interfaces (eth0's default route).
-    for dst in ["10.244.0.77", "10.96.0.1", "10.96.200.200", "10.96.255.254"] {
+    // (10.244.7.7: outside the node's /24, where the simulated node's fake pod IPs live.)
+    for dst in ["10.244.0.77", "10.244.7.7", "10.96.0.1", "10.96.200.200", "10.96.255.254"] {
         assert_eq!(route_dev(dst), "dialtone0", "route to {dst}");
     }
     let default_dev = route_dev("192.0.2.123");
