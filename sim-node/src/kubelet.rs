@@ -164,7 +164,8 @@ fn next_container(
 
     match fault {
         Some(f @ (Fault::Crash | Fault::Oom)) => {
-            crash(&mut cs, f, running_since.unwrap_or(pod_start), now, uid);
+            exit(&mut cs, f, running_since.unwrap_or(pod_start), now, uid);
+            cs.restart_count += 1; // restarted at once, like a kubelet's first restart
             set_running(&mut cs, now, uid);
             (cs, Some(t.ready))
         }
@@ -181,8 +182,13 @@ fn next_container(
                     return (cs, Some(until(now, due)));
                 }
             }
-            crash(&mut cs, Fault::CrashLoop, running_since.unwrap_or(now), now, uid);
-            let delay = crashloop_delay(t, cs.restart_count);
+            // Like the kubelet, restartCount rises when the container is started again, not when it
+            // dies: while it waits out the back-off it is the dead container's attempt.
+            if waiting.as_deref() == Some("CrashLoopBackOff") {
+                cs.restart_count += 1;
+            }
+            exit(&mut cs, Fault::CrashLoop, running_since.unwrap_or(now), now, uid);
+            let delay = crashloop_delay(t, cs.restart_count + 1);
             let message =
                 format!("back-off {}s restarting failed container={} pod={}", delay.as_secs(), cs.name, uid);
             set_waiting(&mut cs, "CrashLoopBackOff", &message);
@@ -238,6 +244,9 @@ fn next_container(
                     set_waiting(&mut cs, "CreateContainerConfigError", problem);
                     return (cs, Some(t.image_pull_backoff));
                 }
+                if waiting.as_deref() == Some("CrashLoopBackOff") {
+                    cs.restart_count += 1; // the dead container's successor
+                }
                 set_running(&mut cs, now, uid);
                 (cs, Some(t.ready))
             }
@@ -245,17 +254,16 @@ fn next_container(
     }
 }
 
-/// The container died: count the restart and remember how it ended.
-fn crash(cs: &mut ContainerStatus, fault: Fault, started: Timestamp, now: Timestamp, uid: &str) {
+/// The container (attempt `restart_count`) died: remember how it ended.
+fn exit(cs: &mut ContainerStatus, fault: Fault, started: Timestamp, now: Timestamp, uid: &str) {
     let (reason, exit_code) = fault.termination();
-    cs.restart_count += 1;
     cs.last_state = Some(ContainerState {
         terminated: Some(ContainerStateTerminated {
             reason: Some(reason.to_string()),
             exit_code,
             started_at: Some(Time(started)),
             finished_at: Some(Time(now)),
-            container_id: Some(container_id(uid, &cs.name, cs.restart_count - 1)),
+            container_id: Some(container_id(uid, &cs.name, cs.restart_count)),
             ..Default::default()
         }),
         ..Default::default()

@@ -203,17 +203,19 @@ fn crashloop_backs_off_like_a_kubelet_until_removed() {
     annotate(&mut p, Some("crashloop"));
     let plan = step(&mut p, at(2000), None);
     assert_eq!(waiting_reason(&p).as_deref(), Some("CrashLoopBackOff"));
-    assert_eq!(container(&p).restart_count, 1);
+    // Dead and waiting: restartCount is still the dead container's attempt, as on a kubelet.
+    assert_eq!(container(&p).restart_count, 0);
     assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
 
     // Before the backoff ends nothing changes; after it, one more crash with a doubled delay.
     assert_eq!(step(&mut p, at(5000), None).actions, vec![]);
     let plan = step(&mut p, at(12_000), None);
-    assert_eq!(container(&p).restart_count, 2);
+    assert_eq!(container(&p).restart_count, 1);
     assert_eq!(plan.requeue, Some(Duration::from_secs(20)));
 
     annotate(&mut p, None);
     step(&mut p, at(13_000), None);
+    assert_eq!(container(&p).restart_count, 2, "started again: a restart");
     assert!(container(&p).state.unwrap().running.is_some());
     step(&mut p, at(15_000), None);
     assert!(pod_ready(&p));
