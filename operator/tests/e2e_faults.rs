@@ -49,14 +49,19 @@ impl Scene {
     }
 }
 
-/// Kubelet Events about one pod with `reason` (core/v1 Events, read through events.k8s.io/v1).
-async fn pod_events(ns: &TestNamespace, pod: &str, reason: &str) -> Vec<String> {
-    events(ns, reason)
-        .await
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
-        .filter_map(|e| e.note)
-        .collect()
+/// Kubelet Events about one pod with `reason` (core/v1 Events, read through events.k8s.io/v1),
+/// once one contains `text`: the kubelet records them asynchronously, after the status.
+async fn pod_events(ns: &TestNamespace, pod: &str, reason: &str, text: &str) -> Vec<String> {
+    wait_until(Duration::from_secs(20), &format!("a {reason} event saying {text:?}"), || async {
+        let notes: Vec<String> = events(ns, reason)
+            .await
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+            .filter_map(|e| e.note)
+            .collect();
+        notes.iter().any(|n| n.contains(text)).then_some(notes)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -114,8 +119,7 @@ async fn a_stopped_worker_fails_its_liveness_probe_and_is_restarted_once() {
     })
     .await;
     counted_exactly(&s.ns, "calls", 1, 30, Duration::from_secs(3)).await;
-    let notes = pod_events(&s.ns, &pod, "Unhealthy").await;
-    assert!(notes.iter().any(|n| n.contains("Liveness probe failed")), "{notes:?}");
+    pod_events(&s.ns, &pod, "Unhealthy", "Liveness probe failed").await;
     s.ready().await;
     s.ns.delete().await;
 }
@@ -179,8 +183,7 @@ async fn telnyx_unreachable_makes_the_worker_not_ready_and_its_return_is_seen_in
     })
     .await;
     assert!(message.contains(&pod), "{message}");
-    let notes = pod_events(&s.ns, &pod, "Unhealthy").await;
-    assert!(notes.iter().any(|n| n.contains("Readiness probe failed")), "{notes:?}");
+    pod_events(&s.ns, &pod, "Unhealthy", "Readiness probe failed").await;
     assert_eq!(used(&s.ns, "calls").await, 0, "not ready is not a failure (the process is fine)");
 
     let _telnyx = Telnyx::start(telnyx.port).await;
