@@ -102,6 +102,8 @@ async fn a_worker_over_its_memory_limit_is_oom_killed() {
     assert!(first.message.contains("exit code 137"), "{}", first.message);
     assert_ne!(t.status.map(|s| s.phase), Some(Phase::Ready));
     until_code(&s.readiness, &s.ns.name, 503, 10).await;
+    // A worker that stays down: Degraded, with its Event.
+    wait_events(&s.ns, "Degraded").await;
     s.ns.delete().await;
 }
 

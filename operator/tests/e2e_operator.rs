@@ -73,8 +73,9 @@ async fn a_service_becomes_ready_and_survives_one_crash() {
     let lf = t.status.as_ref().and_then(|s| s.last_failure.clone()).expect("lastFailure");
     assert_eq!((lf.reason.as_str(), lf.pod.as_str()), ("Error", pod.as_str()));
     wait_status(&ns, "calls", 20, "Ready after the crash", |s| s.phase == Phase::Ready).await;
+    // (No Degraded event is promised here: a kubelet that restarts the worker and sees it Ready
+    // before the operator's next look leaves Ready → Ready with the failure recorded.)
     wait_events(&ns, "PodRestarted").await;
-    wait_events(&ns, "Degraded").await;
     ns.delete().await;
 }
 
