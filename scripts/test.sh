@@ -45,7 +45,7 @@ DIALTONE_NODE=real scripts/cluster.sh up
 
 step "cargo test --workspace (unit + e2e on the real node)"
 # E2E tests mostly wait on the cluster: run more of them at once than there are cores.
-RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}" counted cargo test --workspace --exclude sim-node --no-fail-fast
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" counted cargo test --workspace --exclude sim-node --no-fail-fast
 
 step "the real-node benchmark, once at a tiny size"
 cargo build --quiet -p bench

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -69,11 +69,7 @@ async fn a_killed_worker_process_exits_137_is_counted_once_and_recovers() {
     let s = Scene::new("kill", json!({})).await;
     s.ready().await;
     let pod = s.pod().await;
-    let killed = Instant::now();
     kill_worker(&s.ns, &pod).await;
-    let (took, body) = until_code(&s.readiness, &s.ns.name, 503, 10).await;
-    eprintln!("kill -9 → readiness 503 in {:?}", killed.elapsed().min(took));
-    assert_eq!(body["healthy"], false);
     let t = counted_exactly(&s.ns, "calls", 1, 30, Duration::from_secs(3)).await;
     let lf = t.status.and_then(|s| s.last_failure).expect("lastFailure");
     assert_eq!((lf.reason.as_str(), lf.pod.as_str()), ("Error", pod.as_str()));
@@ -81,6 +77,14 @@ async fn a_killed_worker_process_exits_137_is_counted_once_and_recovers() {
     s.ready().await;
     wait_events(&s.ns, "PodRestarted").await;
     assert_eq!(used(&s.ns, "calls").await, 1, "recovery counts nothing");
+    // The app's view: available again, with the failure in the answer. (How fast it saw the worker
+    // down is measured by `dialtone-bench real-detection`: the kubelet may restart a worker and see
+    // it Ready within a second or two, before a busy operator looks.)
+    let (_, body) = until_code(&s.readiness, &s.ns.name, 200, 10).await;
+    assert_eq!(
+        (body["restarts"]["used"].as_u64(), body["lastFailure"]["reason"].as_str()),
+        (Some(1), Some("Error"))
+    );
     s.ns.delete().await;
 }
 
