@@ -73,7 +73,7 @@ pub fn router(state: Arc<Readiness>) -> Router {
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET])
                 .allow_headers([header::IF_NONE_MATCH])
-                .expose_headers([header::ETAG]),
+                .expose_headers([header::ETAG, header::RETRY_AFTER]),
         );
     }
     app.with_state(state)
@@ -89,7 +89,7 @@ fn cached_json<T: Serialize>(status: StatusCode, body: &T, headers: &HeaderMap) 
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let etag = etag_of(&bytes);
-            respond(status, &etag, bytes.into(), headers)
+            respond(status, &etag, bytes.into(), headers, None)
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
     }
@@ -100,8 +100,14 @@ pub(super) fn etag_of(body: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// A prepared JSON body, or 304 when the client already has it.
-fn respond(status: StatusCode, etag: &HeaderValue, body: axum::body::Bytes, headers: &HeaderMap) -> Response {
+/// A prepared JSON body, or 304 when the client already has it; a 503 says when to come back.
+fn respond(
+    status: StatusCode,
+    etag: &HeaderValue,
+    body: axum::body::Bytes,
+    headers: &HeaderMap,
+    retry_after: Option<u64>,
+) -> Response {
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -111,8 +117,13 @@ fn respond(status: StatusCode, etag: &HeaderValue, body: axum::body::Bytes, head
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (status, common, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
-        .into_response()
+    let mut res =
+        (status, common, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+            .into_response();
+    if let Some(secs) = retry_after.filter(|_| status == StatusCode::SERVICE_UNAVAILABLE) {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 /// Kubernetes names: lowercase letters, digits, '-' and '.', at most 253.
@@ -141,15 +152,25 @@ async fn one(
         );
     }
     match st.answer(&ns, &name) {
-        Some(a) => respond(a.status, &a.etag, a.body.clone(), &headers),
+        Some(a) => respond(a.status, &a.etag, a.body.clone(), &headers, a.retry_after),
         None if st.freshness.is_stale(now_ms()) => {
             // We can't even say whether it exists: unknown, not "not found".
+            let retry = super::view::DEFAULT_RETRY_AFTER_SECS;
             let body = serde_json::json!({
                 "namespace": ns, "name": name, "status": "unknown", "healthy": false,
-                "timestamp": st.freshness.confirmed_ms(),
-                "message": "the readiness service has lost its watch of the Kubernetes API; state unknown",
+                "timestamp": st.freshness.confirmed_ms(), "retryAfter": retry,
+                "message": super::view::STALE_MESSAGE,
             });
-            cached_json(StatusCode::SERVICE_UNAVAILABLE, &body, &headers)
+            match serde_json::to_vec(&body) {
+                Ok(bytes) => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &etag_of(&bytes),
+                    bytes.into(),
+                    &headers,
+                    Some(retry),
+                ),
+                Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed"),
+            }
         }
         None => error(StatusCode::NOT_FOUND, &format!("no TelephonyService {ns}/{name}")),
     }
@@ -311,7 +332,12 @@ mod tests {
         let failed = app(vec![service(Phase::Failed, 0)], true);
         let res = call(&failed, "GET", "/v1/status/shop/calls", &[]).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(json(res).await["status"], "failed");
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5", "no budget reset or backoff known: the default");
+        let body = json(res).await;
+        assert_eq!(
+            (&body["status"], &body["retryAfter"]),
+            (&serde_json::json!("failed"), &serde_json::json!(5))
+        );
         let stale = app(vec![service(Phase::Ready, 1)], false);
         let res = call(&stale, "GET", "/v1/status/shop/calls", &[]).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -319,6 +345,7 @@ mod tests {
         assert_eq!(call(&stale, "GET", "/readyz", &[]).await.status(), StatusCode::SERVICE_UNAVAILABLE);
         let res = call(&stale, "GET", "/v1/status/shop/missing", &[]).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "can't tell whether it exists");
+        assert_eq!(res.headers()[header::RETRY_AFTER], "5");
     }
 
     #[tokio::test]

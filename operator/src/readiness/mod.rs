@@ -49,6 +49,8 @@ pub struct Answer {
     resource_version: Option<String>,
     confirmed_ms: i64,
     stale: bool,
+    /// Part of the body, so the answer is re-encoded when it ticks (at most once a second).
+    pub retry_after: Option<u64>,
     pub status: axum::http::StatusCode,
     pub etag: axum::http::HeaderValue,
     pub body: axum::body::Bytes,
@@ -67,22 +69,26 @@ impl Readiness {
     pub fn answer(&self, namespace: &str, name: &str) -> Option<Arc<Answer>> {
         let store = self.store_for(namespace)?;
         let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
-        let (confirmed_ms, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now_ms()));
+        let now = now_ms();
+        let (confirmed_ms, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now));
+        let retry_after = view::retry_after(&obj, view::word(&obj, stale).1, now);
         let key = format!("{namespace}/{name}");
         let fresh = |a: &Answer| {
             a.resource_version == obj.metadata.resource_version
                 && a.confirmed_ms == confirmed_ms
                 && a.stale == stale
+                && a.retry_after == retry_after
         };
         if let Some(a) = self.answers.read().ok().and_then(|m| m.get(&key).filter(|a| fresh(a)).cloned()) {
             return Some(a);
         }
-        let v = view::view(&obj, confirmed_ms, stale);
+        let v = view::view(&obj, confirmed_ms, stale, now);
         let body = serde_json::to_vec(&v).ok()?;
         let answer = Arc::new(Answer {
             resource_version: obj.metadata.resource_version.clone(),
             confirmed_ms,
             stale,
+            retry_after: v.retry_after,
             status: axum::http::StatusCode::from_u16(v.http_status())
                 .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE),
             etag: http::etag_of(&body),
@@ -96,13 +102,14 @@ impl Readiness {
 
     /// Every visible service, sorted by namespace and name.
     pub fn all(&self) -> Vec<StatusView> {
-        let stale = self.freshness.is_stale(now_ms());
+        let now = now_ms();
+        let stale = self.freshness.is_stale(now);
         let confirmed = self.freshness.confirmed_ms();
         let mut all: Vec<StatusView> = self
             .scopes
             .iter()
             .flat_map(|(_, s)| s.state())
-            .map(|t| view::view(&t, confirmed, stale))
+            .map(|t| view::view(&t, confirmed, stale, now))
             .collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
@@ -126,7 +133,13 @@ fn slim(t: &mut TelephonyService) {
     t.spec.resources = Default::default();
     t.spec.pod = Default::default();
     if let Some(s) = t.status.as_mut() {
+        // The failures in the budget window stay (at most maxRestarts + 1), for the timeline.
+        let failures = std::mem::take(&mut s.history.failures);
         s.history = Default::default();
+        s.history.failures = failures;
+        for f in &mut s.history.failures {
+            (f.message, f.pod) = (String::new(), String::new());
+        }
         s.conditions.retain(|c| c.type_ == "Ready");
         for c in &mut s.conditions {
             c.message = String::new();
@@ -190,7 +203,7 @@ pub async fn run(
                 st.freshness.watch_event(event.is_ok(), now);
                 match event {
                     Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
-                        let v = view::view(&t, st.freshness.confirmed_ms(), st.freshness.is_stale(now));
+                        let v = view::view(&t, st.freshness.confirmed_ms(), st.freshness.is_stale(now), now);
                         let _ = st.changes.send(Change::Status(Arc::new(v)));
                     }
                     Ok(watcher::Event::Delete(t)) => {

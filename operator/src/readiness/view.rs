@@ -1,40 +1,89 @@
 //! What the main app is told about one TelephonyService: a superset of the old in-process
 //! `/api/webrtc/status` contract (`{"status", "healthy", "timestamp"}`), so existing clients keep working.
+//!
+//! The JSON Schema of this answer is committed at `packages/client/src/status.schema.json`, and the
+//! TypeScript client's types are generated from it: a change here that the client doesn't know
+//! about fails `committed_schema_matches` (regenerate with `scripts/gen-client-types.sh`).
 
 use kube::ResourceExt;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::crd::{Phase, TelephonyService};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A 503 tells the app to come back after this many seconds when nothing better is known
+/// (the readiness probe period is 2 s: a worker restart usually takes about that long).
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+/// No answer asks the app to wait longer than an hour.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
+/// The one word the app branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Word {
+    Ready,
+    Degraded,
+    Failed,
+    Paused,
+    Pending,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Restarts {
     pub used: u32,
     pub max: u32,
+    pub window_seconds: u32,
     pub resets_at: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One failure of a worker pod, as the operator recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureView {
+    /// `Error`, `OOMKilled`, `ErrImagePull`, `ReadinessTimeout`, ...
+    pub reason: String,
+    pub message: String,
+    pub pod: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A failure inside the restart budget's window: when, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureMark {
+    pub reason: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub namespace: String,
     pub name: String,
-    /// `ready`, `degraded`, `failed`, `paused`, `pending` or `unknown`.
-    pub status: &'static str,
+    pub status: Word,
     /// True exactly when the answer is 200: the app may send calls.
     pub healthy: bool,
     /// When this was last confirmed against the Kubernetes API (ms since the epoch).
     pub timestamp: i64,
-    pub phase: Option<&'static str>,
+    pub phase: Option<Phase>,
     pub ready_replicas: i32,
     pub replicas: i32,
     pub restarts: Option<Restarts>,
     pub message: Option<String>,
     pub endpoint: Option<String>,
     pub last_transition_time: Option<String>,
-    /// Seconds until the next operator-initiated restart or scale-up, for dashboards.
+    /// When the operator next restarts or scales up the workers (RFC 3339), while backing off.
     pub next_attempt_at: Option<String>,
-    pub last_failure: Option<serde_json::Value>,
+    /// Seconds the app should wait before trying again; set exactly when `healthy` is false, and
+    /// sent as the 503's `Retry-After` header too.
+    pub retry_after: Option<u64>,
+    pub last_failure: Option<FailureView>,
+    /// Failures inside the restart budget's window, oldest first.
+    pub recent_failures: Vec<FailureMark>,
 }
 
 impl StatusView {
@@ -48,57 +97,96 @@ impl StatusView {
     }
 }
 
-/// The answer for `tsvc`, confirmed at `confirmed_ms`; `stale` when the watch can't be trusted.
-pub fn view(tsvc: &TelephonyService, confirmed_ms: i64, stale: bool) -> StatusView {
-    let status = tsvc.status.clone().unwrap_or_default();
-    let has_status = tsvc.status.is_some() && status.observed_generation.is_some();
-    let (word, healthy) = if stale || !has_status {
-        ("unknown", false)
-    } else {
-        match status.phase {
-            Phase::Ready => ("ready", true),
-            Phase::Degraded => ("degraded", status.ready_replicas > 0),
-            Phase::Failed => ("failed", false),
-            Phase::Paused => ("paused", false),
-            Phase::Pending | Phase::Progressing => ("pending", false),
-        }
+/// When an unhealthy service is worth asking again: when the budget resets (Failed), when the
+/// backoff allows the next restart, or soon. None when healthy.
+pub fn retry_after(tsvc: &TelephonyService, healthy: bool, now_ms: i64) -> Option<u64> {
+    if healthy {
+        return None;
+    }
+    let status = tsvc.status.as_ref();
+    let at = match status.map(|s| s.phase) {
+        Some(Phase::Failed) => status.and_then(|s| s.restart_budget.as_ref()?.resets_at.clone()),
+        _ => status.and_then(|s| s.backoff.as_ref()?.next_attempt_at.clone()),
     };
-    let ready_since =
-        status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.last_transition_time.0.to_string());
+    let secs = match at {
+        Some(t) => u64::try_from((t.0.as_millisecond() - now_ms + 999) / 1000).unwrap_or(1).max(1),
+        None => DEFAULT_RETRY_AFTER_SECS,
+    };
+    Some(secs.min(MAX_RETRY_AFTER_SECS))
+}
+
+/// Whether the app may send calls, and the word for it.
+pub fn word(tsvc: &TelephonyService, stale: bool) -> (Word, bool) {
+    let Some(status) = tsvc.status.as_ref().filter(|s| s.observed_generation.is_some()) else {
+        return (Word::Unknown, false);
+    };
+    if stale {
+        return (Word::Unknown, false);
+    }
+    match status.phase {
+        Phase::Ready => (Word::Ready, true),
+        Phase::Degraded => (Word::Degraded, status.ready_replicas > 0),
+        Phase::Failed => (Word::Failed, false),
+        Phase::Paused => (Word::Paused, false),
+        Phase::Pending | Phase::Progressing => (Word::Pending, false),
+    }
+}
+
+pub const STALE_MESSAGE: &str =
+    "the readiness service has lost its watch of the Kubernetes API; state unknown";
+
+/// The answer for `tsvc`, confirmed at `confirmed_ms`; `stale` when the watch can't be trusted.
+pub fn view(tsvc: &TelephonyService, confirmed_ms: i64, stale: bool, now_ms: i64) -> StatusView {
+    let (word, healthy) = word(tsvc, stale);
+    let has_status = tsvc.status.as_ref().is_some_and(|s| s.observed_generation.is_some());
+    let status = tsvc.status.clone().unwrap_or_default();
+    let time = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.to_string();
     StatusView {
         namespace: tsvc.namespace().unwrap_or_default(),
         name: tsvc.name_any(),
         status: word,
         healthy,
         timestamp: confirmed_ms,
-        phase: has_status.then_some(status.phase.as_str()),
+        phase: has_status.then_some(status.phase),
         ready_replicas: status.ready_replicas,
         replicas: status.replicas,
         restarts: status.restart_budget.as_ref().map(|b| Restarts {
             used: b.used,
             max: b.max,
-            resets_at: b.resets_at.as_ref().map(|t| t.0.to_string()),
+            window_seconds: b.window_seconds,
+            resets_at: b.resets_at.as_ref().map(time),
         }),
-        message: if stale {
-            Some("the readiness service has lost its watch of the Kubernetes API; state unknown".into())
-        } else {
-            status.message.clone()
-        },
+        message: if stale { Some(STALE_MESSAGE.into()) } else { status.message.clone() },
         endpoint: status.endpoint.clone(),
-        last_transition_time: ready_since,
-        next_attempt_at: status
-            .backoff
-            .as_ref()
-            .and_then(|b| b.next_attempt_at.as_ref())
-            .map(|t| t.0.to_string()),
-        last_failure: status.last_failure.as_ref().and_then(|f| serde_json::to_value(f).ok()),
+        last_transition_time: status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| time(&c.last_transition_time)),
+        next_attempt_at: status.backoff.as_ref().and_then(|b| b.next_attempt_at.as_ref()).map(time),
+        retry_after: retry_after(tsvc, healthy, now_ms),
+        last_failure: status.last_failure.as_ref().map(|f| FailureView {
+            reason: f.reason.clone(),
+            message: f.message.clone(),
+            pod: f.pod.clone(),
+            at: time(&f.at),
+        }),
+        recent_failures: status
+            .history
+            .failures
+            .iter()
+            .map(|f| FailureMark { reason: f.reason.clone(), at: time(&f.at) })
+            .collect(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::TelephonyServiceStatus;
+    use crate::crd::{BackoffStatus, Failure, RestartBudgetStatus, TelephonyServiceStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const NOW: i64 = 1_800_000_000_000;
 
     fn tsvc(phase: Phase, ready: i32) -> TelephonyService {
         let mut t = crate::desired::tests::sample();
@@ -112,44 +200,111 @@ mod tests {
         t
     }
 
+    fn at(ms: i64) -> Time {
+        Time(jiff::Timestamp::from_millisecond(ms).unwrap())
+    }
+
     #[test]
     fn phases_map_to_the_contract() {
         let cases = [
-            (Phase::Ready, 2, "ready", 200),
-            (Phase::Degraded, 1, "degraded", 200),
-            (Phase::Degraded, 0, "degraded", 503),
-            (Phase::Failed, 0, "failed", 503),
-            (Phase::Paused, 2, "paused", 503),
-            (Phase::Pending, 0, "pending", 503),
-            (Phase::Progressing, 0, "pending", 503),
+            (Phase::Ready, 2, Word::Ready, 200),
+            (Phase::Degraded, 1, Word::Degraded, 200),
+            (Phase::Degraded, 0, Word::Degraded, 503),
+            (Phase::Failed, 0, Word::Failed, 503),
+            (Phase::Paused, 2, Word::Paused, 503),
+            (Phase::Pending, 0, Word::Pending, 503),
+            (Phase::Progressing, 0, Word::Pending, 503),
         ];
         for (phase, ready, word, code) in cases {
-            let v = view(&tsvc(phase, ready), 42, false);
+            let v = view(&tsvc(phase, ready), 42, false, NOW);
             assert_eq!((v.status, v.http_status()), (word, code), "{phase:?} with {ready} ready");
             assert_eq!(v.healthy, code == 200);
+            assert_eq!(v.retry_after.is_some(), code == 503, "Retry-After exactly on a 503");
             assert_eq!(v.timestamp, 42);
         }
     }
 
     #[test]
     fn never_a_stale_ready() {
-        let v = view(&tsvc(Phase::Ready, 2), 42, true);
-        assert_eq!((v.status, v.http_status()), ("unknown", 503));
+        let v = view(&tsvc(Phase::Ready, 2), 42, true, NOW);
+        assert_eq!((v.status, v.http_status()), (Word::Unknown, 503));
         assert!(v.message.unwrap().contains("unknown"));
+        assert_eq!(v.retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
     }
 
     #[test]
     fn no_status_yet_is_unknown() {
         let mut t = tsvc(Phase::Ready, 2);
         t.status = None;
-        assert_eq!(view(&t, 0, false).status, "unknown");
+        assert_eq!(view(&t, 0, false, NOW).status, Word::Unknown);
+    }
+
+    #[test]
+    fn retry_after_comes_from_what_the_operator_knows() {
+        let mut failed = tsvc(Phase::Failed, 0);
+        let s = failed.status.as_mut().unwrap();
+        s.restart_budget = Some(RestartBudgetStatus {
+            used: 4,
+            max: 3,
+            window_seconds: 600,
+            resets_at: Some(at(NOW + 299_500)),
+        });
+        s.backoff = Some(BackoffStatus { attempt: 1, next_attempt_at: Some(at(NOW + 10_000)) });
+        assert_eq!(view(&failed, 0, false, NOW).retry_after, Some(300), "Failed: until the budget resets");
+
+        let mut backing_off = tsvc(Phase::Degraded, 0);
+        backing_off.status.as_mut().unwrap().backoff =
+            Some(BackoffStatus { attempt: 2, next_attempt_at: Some(at(NOW + 8_000)) });
+        assert_eq!(view(&backing_off, 0, false, NOW).retry_after, Some(8), "restarting: the next attempt");
+
+        let mut overdue = backing_off.clone();
+        overdue.status.as_mut().unwrap().backoff.as_mut().unwrap().next_attempt_at = Some(at(NOW - 5_000));
+        assert_eq!(view(&overdue, 0, false, NOW).retry_after, Some(1), "overdue: soon, never 0 or negative");
+
+        let mut far = failed.clone();
+        far.status.as_mut().unwrap().restart_budget.as_mut().unwrap().resets_at = Some(at(NOW + 86_400_000));
+        assert_eq!(view(&far, 0, false, NOW).retry_after, Some(MAX_RETRY_AFTER_SECS));
+        assert_eq!(view(&tsvc(Phase::Pending, 0), 0, false, NOW).retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
+    }
+
+    #[test]
+    fn failures_in_the_window_are_listed_without_their_messages() {
+        let mut t = tsvc(Phase::Degraded, 1);
+        let failure =
+            |ms| Failure { reason: "Error".into(), message: "exit 2".into(), pod: "p".into(), at: at(ms) };
+        t.status.as_mut().unwrap().history.failures = vec![failure(NOW - 2_000), failure(NOW - 1_000)];
+        t.status.as_mut().unwrap().last_failure = Some(failure(NOW - 1_000));
+        let v = view(&t, 0, false, NOW);
+        assert_eq!(v.recent_failures.len(), 2);
+        assert_eq!(v.recent_failures[1].at, at(NOW - 1_000).0.to_string());
+        assert_eq!(v.last_failure.unwrap().message, "exit 2");
     }
 
     #[test]
     fn old_clients_find_their_three_fields() {
-        let json = serde_json::to_value(view(&tsvc(Phase::Ready, 2), 1703001234567, false)).unwrap();
+        let json = serde_json::to_value(view(&tsvc(Phase::Ready, 2), 1703001234567, false, NOW)).unwrap();
         assert_eq!(json["status"], "ready");
         assert_eq!(json["healthy"], true);
         assert_eq!(json["timestamp"], 1703001234567i64);
+        assert_eq!(json["phase"], "Ready");
+    }
+
+    /// The TypeScript client's types are generated from this schema: a change to the answer must
+    /// come with the regenerated schema and types (`scripts/gen-client-types.sh`).
+    #[test]
+    fn committed_schema_matches() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packages/client/src/status.schema.json");
+        let schema = schemars::schema_for!(StatusView);
+        let want = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        if std::env::var_os("DIALTONE_WRITE_SCHEMA").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{} is out of date with readiness::view::StatusView: run scripts/gen-client-types.sh",
+            path.display()
+        );
     }
 }

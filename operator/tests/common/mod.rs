@@ -219,6 +219,10 @@ pub async fn until_code(
         r.status(ns, "calls").await.filter(|(c, _)| *c == want).map(|(_, b)| b)
     })
     .await;
+    if want == 503 {
+        let secs = body["retryAfter"].as_u64().unwrap_or(0);
+        assert!((1..=3600).contains(&secs), "a 503 says when to come back: {body}");
+    }
     (t0.elapsed(), body)
 }
 
