@@ -92,7 +92,12 @@ const resolve = (c: ClientSource): TelephonyClient => (typeof c === "function" ?
  */
 export function statusRoute(client: ClientSource): (request: Request) => Promise<Response> {
   return async () => {
-    const c = resolve(client);
+    let c: TelephonyClient;
+    try {
+      c = resolve(client);
+    } catch (e) {
+      return errorResponse(e);
+    }
     let view;
     try {
       view = await c.status();
@@ -117,7 +122,12 @@ const HEARTBEAT_MS = 15_000;
  */
 export function eventsRoute(client: ClientSource): (request: Request) => Response {
   return (request) => {
-    const c = resolve(client);
+    let c: TelephonyClient;
+    try {
+      c = resolve(client);
+    } catch (e) {
+      return errorResponse(e);
+    }
     const encoder = new TextEncoder();
     let cleanup = () => {};
     const body = new ReadableStream<Uint8Array>({
