@@ -7,6 +7,8 @@ export default defineConfig({
     projects: [
       { test: { name: "client", include: ["packages/client/test/**/*.test.ts"], environment: "node" } },
       { test: { name: "react", include: ["packages/react/test/**/*.test.tsx"], environment: "jsdom" } },
+      // npm pack + install in a fresh dir (needs `npm run build` and the npm registry or its cache).
+      { test: { name: "pack", include: ["packages/pack.test.ts"], environment: "node" } },
     ],
   },
 });

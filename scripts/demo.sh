@@ -5,6 +5,8 @@
 #   workers at 0, readiness 503) → the setting is fixed → Ready again.
 #
 #   scripts/demo.sh          on the local cluster with its real node (built on first use)
+#   scripts/demo.sh app      then: the example Next.js app (examples/nextjs-app) on the demo's
+#                            workers, at http://127.0.0.1:3000 (DIALTONE_APP_PORT)
 #   scripts/demo.sh stop     stop the demo's processes and the local cluster
 #
 # On a real cluster: with KUBECONFIG pointing at it, and the images built and pushed
@@ -27,7 +29,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 stop_demo() {
-  for name in demo-port-forward; do
+  local names=("$@") name
+  [ $# -gt 0 ] || names=(demo-port-forward demo-app)
+  for name in "${names[@]}"; do
     if [ -f "$RUN/$name.pid" ]; then
       kill -TERM -- "-$(cat "$RUN/$name.pid")" 2>/dev/null || kill -TERM "$(cat "$RUN/$name.pid")" 2>/dev/null || true
       rm -f "$RUN/$name.pid"
@@ -49,6 +53,37 @@ start() {
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
+
+if [ "${1:-}" = app ]; then
+  # The example app on the host, in front of the demo's workers: it reaches the readiness
+  # service and the worker Service by ClusterIP (in a cluster it would use their DNS names).
+  eval "$(scripts/cluster.sh env)"
+  APP_PORT="${DIALTONE_APP_PORT:-3000}"
+  readiness_ip=$(kubectl get svc dialtone-readiness -n "$SYSTEM" -o jsonpath='{.spec.clusterIP}' 2>/dev/null) \
+    || die "no demo running: run scripts/demo.sh first"
+  worker_ip=$(kubectl get svc calls-worker -n "$NS" -o jsonpath='{.spec.clusterIP}')
+  say "The example Next.js app (examples/nextjs-app): npm ci, next build, next start"
+  bash scripts/setup.sh >/dev/null
+  npm run --silent build
+  (cd examples/nextjs-app && NEXT_TELEMETRY_DISABLED=1 npx next build >"$LOGS/demo-app-build.log" 2>&1) \
+    || die "next build failed: $LOGS/demo-app-build.log"
+  stop_demo demo-app
+  start demo-app env -C examples/nextjs-app DIALTONE_READINESS_URL="http://$readiness_ip" DIALTONE_NAMESPACE="$NS" \
+    DIALTONE_SERVICE=calls DIALTONE_WORKER_URL="http://$worker_ip:8080" NEXT_TELEMETRY_DISABLED=1 \
+    npx next start -H 127.0.0.1 -p "$APP_PORT"
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$APP_PORT/" && break; sleep 0.2; done
+  curl -sf -o /dev/null "http://127.0.0.1:$APP_PORT/" || die "the app did not start: $LOGS/demo-app.log"
+  printf '  GET /api/telephony/status → '
+  code=$(curl -s -o "$LOGS/demo-app-status.json" -w '%{http_code}' "http://127.0.0.1:$APP_PORT/api/telephony/status")
+  echo "$(cat "$LOGS/demo-app-status.json")  (HTTP $code)"
+  case $code in 200 | 503) ;; *) die "the app's status route answered $code (log: $LOGS/demo-app.log)" ;; esac
+  cat <<EOF
+  The app:     http://127.0.0.1:$APP_PORT/        (the call button; kill a worker and watch it)
+  Admin:       http://127.0.0.1:$APP_PORT/admin   (the health monitor)
+  Stop it all: scripts/demo.sh stop
+EOF
+  exit 0
+fi
 
 # follow PHASE RESTARTS SECONDS: prints the TelephonyService (kubectl get tsvc) and the readiness
 # answer whenever either changes, until the phase is PHASE (and the restarts column RESTARTS, if
@@ -220,5 +255,6 @@ cat <<EOF
   Inspect:     eval "\$(scripts/cluster.sh env)"; kubectl get tsvc -A; kubectl describe tsvc calls -n $NS
   Inside:      kubectl logs -n $SYSTEM deploy/dialtone-operator; kubectl get pods -A -o wide
                ctr --address $DIR/run/containerd.sock -n k8s.io tasks ls
+  The app:     scripts/demo.sh app   (the example Next.js app, on these workers)
   Stop it all: scripts/demo.sh stop
 EOF

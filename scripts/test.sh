@@ -3,9 +3,11 @@
 #   1. prerequisites (apt packages, helm/kubectl, Kubernetes and the node's runtime: cached after
 #      the first run), cargo fmt --check, cargo clippy -D warnings
 #   2. the images, from the release binaries (scripts/images.sh)
+#   2b. the TypeScript packages: built, unit tests (vitest), npm pack installed in a fresh dir
 #   3. a private cluster with the real node (its own ports and state dir, so a dev cluster's
 #      control plane keeps running), then cargo test --workspace (unit tests, and e2e tests with
-#      real worker, operator and readiness pods), and the demo
+#      real worker, operator and readiness pods), the Next.js example in headless Chromium on
+#      real worker pods (scripts/web-e2e.sh), and the demo
 #   4. down, then the real node's lifecycle test: a killed node is cleaned up, and down leaves the
 #      host as it was
 #   5. the same cluster with the simulated node: its own harness test, and each benchmark once at
@@ -36,6 +38,12 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "TypeScript: the packages built, their unit tests, npm pack installed in a fresh dir"
+npm run --silent build
+npx vitest run --project client --project react --project pack --reporter=default \
+  --reporter=json --outputFile.json="$DIALTONE_CLUSTER_DIR/vitest-unit.json"
+counted node scripts/vitest-count.mjs "$DIALTONE_CLUSTER_DIR/vitest-unit.json" packages
+
 step "images (scripts/images.sh)"
 scripts/images.sh
 
@@ -47,12 +55,16 @@ step "cargo test --workspace (unit + e2e on the real node)"
 # E2E tests mostly wait on the cluster: run more of them at once than there are cores.
 RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" counted cargo test --workspace --exclude sim-node --no-fail-fast
 
+step "the app side in headless Chromium: the Next.js example on real worker pods (scripts/web-e2e.sh)"
+DIALTONE_WEB_E2E_OUT="$REPO/target/web-e2e" counted scripts/web-e2e.sh
+
 step "the real-node benchmark, once at a tiny size"
 cargo build --quiet -p bench
 "${CARGO_TARGET_DIR:-$REPO/target}/debug/dialtone-bench" real-detection --kills 2 --applies 2 --services 2
 
 step "the demo (scripts/demo.sh), end to end on the same cluster"
 DIALTONE_DEMO_PORT=28080 scripts/demo.sh
+DIALTONE_APP_PORT=23001 scripts/demo.sh app
 scripts/demo.sh stop # also brings the cluster down
 
 step "the real node's lifecycle: a killed node cleaned up by the next up; down leaves the host as it was"

@@ -28,11 +28,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "npm ci; the packages and the example app built (next build, telemetry off)"
-# (npm ci only when the lockfile changed since the last install: it starts from scratch, ~20 s.)
-if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
-fi
+say "the packages and the example app built (next build, telemetry off)"
+bash scripts/setup.sh >/dev/null # npm ci when needed
 npm run --silent build >/dev/null
 (cd examples/nextjs-app && NEXT_TELEMETRY_DISABLED=1 npx next build >"$OUT/next-build.log" 2>&1) \
   || { tail -30 "$OUT/next-build.log"; exit 1; }
