@@ -20,11 +20,17 @@ say() { printf '[web-e2e] %s\n' "$*"; }
 
 APP_PID=""
 cleanup() {
+  local rc=$?
+  set +e # every step runs; the script's status stays the tests'
   # next start runs in its own process group (npx, next, next-server): stop all of it.
-  [ -n "$APP_PID" ] && { kill -- "-$APP_PID" 2>/dev/null; wait "$APP_PID" 2>/dev/null; }
+  if [ -n "$APP_PID" ]; then
+    kill -- "-$APP_PID" 2>/dev/null
+    wait "$APP_PID" 2>/dev/null
+  fi
   kubectl delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   helm uninstall "$RELEASE" -n "$SYSTEM" --wait --timeout 60s >/dev/null 2>&1 || true
-  kubectl delete namespace "$SYSTEM" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  kubectl delete namespace "$SYSTEM" --ignore-not-found --wait=false >/dev/null 2>&1
+  exit "$rc"
 }
 trap cleanup EXIT
 

@@ -123,9 +123,14 @@ describe.sequential("the example app on real worker pods", () => {
     const killed = killWorkers();
     const t0 = Date.now();
     expect(killed).toBe(2);
+    // The readiness service's own answer, polled alongside: the page's time minus this is what
+    // the app's hop (events route, SSE to the browser, React) adds.
+    const readiness503 = until("the readiness 503", 10_000, async () =>
+      (await fetch(`${READINESS}/v1/status/${NS}/calls`).catch(() => undefined))?.status === 503 ? Date.now() - t0 : undefined,
+    );
     await expect.poll(() => button().textContent(), { timeout: 10_000, interval: 20 }).toBe("Calls unavailable");
     const seenAfter = Date.now() - t0;
-    console.log(`every worker killed → the page showed "Calls unavailable" after ${seenAfter} ms`);
+    console.log(`every worker killed → readiness 503 after ${await readiness503} ms; the page showed "Calls unavailable" after ${seenAfter} ms`);
     expect(await button().isDisabled()).toBe(true);
 
     // Hold the outage: kill each worker again once the kubelet has restarted it (its next start
