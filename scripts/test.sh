@@ -7,7 +7,8 @@
 #   3. a private cluster with the real node (its own ports and state dir, so a dev cluster's
 #      control plane keeps running), then cargo test --workspace (unit tests, and e2e tests with
 #      real worker, operator and readiness pods), the Next.js example in headless Chromium on
-#      real worker pods (scripts/web-e2e.sh), and the demo
+#      real worker pods (scripts/web-e2e.sh), the demo, and the schemas of newer Kubernetes
+#      versions with a security scan (scripts/schemas.sh)
 #   4. down, then the real node's lifecycle test: a killed node is cleaned up, and down leaves the
 #      host as it was
 #   5. the same cluster with the simulated node: its own harness test, and each benchmark once at
@@ -65,6 +66,9 @@ cargo build --quiet -p bench
 step "the demo (scripts/demo.sh), end to end on the same cluster"
 DIALTONE_DEMO_PORT=28080 scripts/demo.sh
 DIALTONE_APP_PORT=23001 scripts/demo.sh app
+
+step "newer Kubernetes: the chart, the operator's objects and its live Events against 1.25/1.30/1.37 schemas; checkov"
+KUBECONFIG="$DIALTONE_KUBECONFIG" counted scripts/schemas.sh
 scripts/demo.sh stop # also brings the cluster down
 
 step "the real node's lifecycle: a killed node cleaned up by the next up; down leaves the host as it was"
