@@ -21,7 +21,10 @@ say() { printf '[schemas] %s\n' "$*"; }
 VENV="$CACHE/schemas-venv"
 if ! "$VENV/bin/python" -c 'import kubernetes_validate' 2>/dev/null || [ ! -x "$VENV/bin/checkov" ]; then
   say "installing kubernetes-validate and checkov (pinned) into $VENV"
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" 2>/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  }
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/schemas-requirements.txt
 fi
 command -v helm >/dev/null || PATH="$(bash scripts/build-control-plane.sh tools):$PATH"
