@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
