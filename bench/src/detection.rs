@@ -3,6 +3,7 @@
 //! TelephonyService status showing the failure and (b) the readiness service answering 503 (polled
 //! every 2 ms, as an app would poll it). Baseline: the in-process design's 30 s health poll.
 
+use dialtone_api::names::sim::FAULT;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -111,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let before_used = tsvc_watch.try_next().await?.as_ref().map_or(0, used);
         let before_restarts = restarts(&pod_watch.try_next().await?.unwrap_or_default());
 
-        let clear = serde_json::json!({ "metadata": { "annotations": { "sim.dialtone.dev/fault": null } } });
+        let clear = serde_json::json!({ "metadata": { "annotations": { FAULT: null } } });
         pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&clear)).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Start from a healthy service, as the app would see it.
@@ -119,8 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (code(status_url.clone()).await? == 200).then_some(())
         })
         .await;
-        let crash =
-            serde_json::json!({ "metadata": { "annotations": { "sim.dialtone.dev/fault": "crash" } } });
+        let crash = serde_json::json!({ "metadata": { "annotations": { FAULT: "crash" } } });
         let t0 = Instant::now();
         pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&crash)).await?;
         let pod_written = async {

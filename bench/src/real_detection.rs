@@ -8,6 +8,7 @@
 //! Also: apply → worker pod Ready, and the resident memory of the node's components and of the
 //! operator, readiness and worker pods with `--services` services.
 
+use dialtone_api::names::SERVICE_LABEL;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -180,7 +181,8 @@ async fn kill_samples(
         // A fresh pod each time: the kubelet holds a second restart of one container in
         // CrashLoopBackOff (10 s, doubling), which would time the back-off, not the detection.
         let pod = wait_until(Duration::from_secs(120), "a Ready worker and readiness 200", || async {
-            let list = pods.list(&ListParams::default().labels("dialtone.dev/service=bench")).await.ok()?;
+            let list =
+                pods.list(&ListParams::default().labels(&format!("{SERVICE_LABEL}=bench"))).await.ok()?;
             let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
             (code(url.clone()).await? == 200).then(|| p.name_any())
         })
@@ -262,7 +264,7 @@ async fn apply_samples(app: &TestNamespace, label: &str, n: usize) -> anyhow::Re
         let name = format!("apply-{i}");
         let t0 = Instant::now();
         tsvcs.create(&PostParams::default(), &service(&name, label)?).await?;
-        let selector = format!("dialtone.dev/service={name}");
+        let selector = format!("{SERVICE_LABEL}={name}");
         let pod_ready = wait_until(Duration::from_secs(120), "worker pod Ready", || async {
             let list = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
             list.items.iter().any(ready).then(Instant::now)

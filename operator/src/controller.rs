@@ -28,15 +28,14 @@ use serde::de::DeserializeOwned;
 
 use crate::admin::Health;
 use crate::crd::TelephonyService;
-use crate::desired::{self, MANAGED_BY, SERVICE_LABEL};
+use crate::desired;
 use crate::liveness::PodObservation;
 use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
+use crate::names::{app, MANAGER, SERVICE_LABEL};
 use crate::slim::{self, CachedDeployment, CachedPod, CachedService};
 use crate::status_cache::StatusCache;
 use crate::supervisor::{self, Announcement, Severity};
 use crate::worker_readiness;
-
-pub const FIELD_MANAGER: &str = "dialtone-operator";
 
 /// What this operator instance watches.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +153,7 @@ impl Watches {
         if let Some(selector) = &scope.selector {
             tsvc_config = tsvc_config.labels(selector);
         }
-        let managed = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
+        let managed = format!("{}={MANAGER}", app::MANAGED_BY);
         let (tsvcs, tsvc_stream) = watch(
             api::<TelephonyService>(client, scope),
             tsvc_config,
@@ -223,7 +222,7 @@ pub async fn run(
         tracing::info!("caches synced");
     });
 
-    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
     let ctx = Arc::new(Context {
         reporter,
         client,
@@ -312,7 +311,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     });
 
     // Act: children, then status (refused if our view was stale), then restarts and events.
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let pp = PatchParams::apply(MANAGER).force();
     if let Some(d) = &decision.deployment {
         Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
             .patch(&d.name_any(), &pp, &Patch::Apply(d))

@@ -14,12 +14,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::TelephonyService;
+use crate::names::{app, APPLIED_HASH, MANAGER, SERVICE_LABEL};
 
-/// Label on every child and worker pod: which TelephonyService it belongs to.
-pub const SERVICE_LABEL: &str = "dialtone.dev/service";
-pub const MANAGED_BY: &str = "dialtone-operator";
-/// Annotation holding a hash of what was last applied, so an unchanged spec writes nothing.
-pub const APPLIED_HASH: &str = "dialtone.dev/applied-hash";
 /// Environment variables the operator sets on the worker (users may not override them).
 pub const RESERVED_ENV: &[&str] = &[
     "TELNYX_API_KEY",
@@ -30,14 +26,8 @@ pub const RESERVED_ENV: &[&str] = &[
     "DIALTONE_SERVICE",
 ];
 /// Pod labels the operator sets (users may not override them).
-pub const OPERATOR_LABELS: &[&str] = &[
-    SERVICE_LABEL,
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/part-of",
-    "app.kubernetes.io/managed-by",
-];
+pub const OPERATOR_LABELS: &[&str] =
+    &[SERVICE_LABEL, app::COMPONENT, app::NAME, app::INSTANCE, app::PART_OF, app::MANAGED_BY];
 const CONTAINER: &str = "worker";
 /// Upper bound of the readiness probe's period.
 const READINESS_PERIOD_SECONDS: i32 = 2;
@@ -52,17 +42,17 @@ pub fn child_name(tsvc: &TelephonyService) -> String {
 pub fn selector_labels(tsvc: &TelephonyService) -> BTreeMap<String, String> {
     BTreeMap::from([
         (SERVICE_LABEL.to_string(), tsvc.name_any()),
-        ("app.kubernetes.io/component".to_string(), "worker".to_string()),
+        (app::COMPONENT.to_string(), "worker".to_string()),
     ])
 }
 
 fn labels(tsvc: &TelephonyService) -> BTreeMap<String, String> {
     let mut l = selector_labels(tsvc);
     l.extend([
-        ("app.kubernetes.io/name".to_string(), "telephony-pod".to_string()),
-        ("app.kubernetes.io/instance".to_string(), tsvc.name_any()),
-        ("app.kubernetes.io/part-of".to_string(), "dialtone".to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (app::NAME.to_string(), "telephony-pod".to_string()),
+        (app::INSTANCE.to_string(), tsvc.name_any()),
+        (app::PART_OF.to_string(), "dialtone".to_string()),
+        (app::MANAGED_BY.to_string(), MANAGER.to_string()),
     ]);
     l
 }

@@ -4,12 +4,13 @@
 //! and backoff, the status to write) are pure functions over plain data, unit tested without any
 //! API; `controller` is the thin layer that talks to Kubernetes.
 
+pub use dialtone_api::{crd, names};
+
 pub mod admin;
 pub mod backoff;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
-pub mod crd;
 pub mod desired;
 pub mod heap;
 pub mod leader;

@@ -21,9 +21,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
 use crate::crd::TelephonyService;
-use crate::desired::{APPLIED_HASH, SERVICE_LABEL};
 use crate::liveness::PodObservation;
-use crate::supervisor::RESET_ANNOTATION;
+use crate::names::{APPLIED_HASH, RESET_RESTART_BUDGET, SERVICE_LABEL};
 
 /// An object of kind `K` as cached; `S` is what decisions read of its status.
 #[derive(Clone, Debug)]
@@ -225,9 +224,9 @@ fn identity(m: ObjectMeta) -> ObjectMeta {
 /// (labels were already matched by the watch's selector).
 pub fn telephony_service(t: &mut TelephonyService) {
     let mut m = std::mem::take(&mut t.metadata);
-    let reset = m.annotations.as_mut().and_then(|a| a.remove(RESET_ANNOTATION));
+    let reset = m.annotations.as_mut().and_then(|a| a.remove(RESET_RESTART_BUDGET));
     t.metadata = ObjectMeta {
-        annotations: reset.map(|r| BTreeMap::from([(RESET_ANNOTATION.to_string(), r)])),
+        annotations: reset.map(|r| BTreeMap::from([(RESET_RESTART_BUDGET.to_string(), r)])),
         ..identity(m)
     };
 }
@@ -344,14 +343,14 @@ mod tests {
             .expect("spec"),
         );
         t.metadata.annotations = Some(BTreeMap::from([
-            (RESET_ANNOTATION.to_string(), "1".to_string()),
+            (RESET_RESTART_BUDGET.to_string(), "1".to_string()),
             ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{...}".to_string()),
         ]));
         let spec = t.spec.clone();
         telephony_service(&mut t);
         assert_eq!(
             t.metadata.annotations.map(|a| a.into_keys().collect::<Vec<_>>()),
-            Some(vec![RESET_ANNOTATION.to_string()])
+            Some(vec![RESET_RESTART_BUDGET.to_string()])
         );
         assert_eq!(t.spec, spec);
     }

@@ -15,11 +15,11 @@ use crate::crd::{
 };
 use crate::desired;
 use crate::liveness::{self, PodObservation};
+use crate::names::RESET_RESTART_BUDGET;
 use crate::restart_budget::{self, Policy, Transition};
 use crate::validate::validate;
 
 /// The annotation a human sets (to any new value) to clear the failure history: "reset-failed".
-pub const RESET_ANNOTATION: &str = "dialtone.dev/reset-restart-budget";
 /// Look again at least this often, even when nothing happens.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -145,7 +145,7 @@ pub fn decide(obs: &Observed) -> Decision {
 
     // Observe failures, then let the budget decide.
     let detection = liveness::detect(&obs.pods, &prev.history.pods, policy.startup_timeout, now);
-    let reset_token = tsvc.annotations().get(RESET_ANNOTATION).map(String::as_str);
+    let reset_token = tsvc.annotations().get(RESET_RESTART_BUDGET).map(String::as_str);
     let was_open = prev.history.circuit_open;
     let step = restart_budget::step(
         &policy,
@@ -327,7 +327,7 @@ pub fn decide(obs: &Observed) -> Decision {
                 severity: Severity::Normal,
                 reason: "Resumed",
                 note: if *by_annotation {
-                    format!("restart budget reset by the {RESET_ANNOTATION} annotation")
+                    format!("restart budget reset by the {RESET_RESTART_BUDGET} annotation")
                 } else {
                     "restart budget reset by a new spec generation".into()
                 },

@@ -2,9 +2,9 @@
 //! it can go straight into the InvalidSpec condition and Event.
 
 use crate::crd::TelephonyServiceSpec;
-#[cfg(test)]
-use crate::desired::SERVICE_LABEL;
 use crate::desired::{OPERATOR_LABELS, RESERVED_ENV};
+#[cfg(test)]
+use crate::names::SERVICE_LABEL;
 
 pub fn validate(spec: &TelephonyServiceSpec) -> Vec<String> {
     let mut problems = Vec::new();

@@ -21,7 +21,7 @@ fn our_write(d: &Deployment) -> (Option<String>, Option<i64>) {
         .managed_fields
         .iter()
         .flatten()
-        .find(|m| m.manager.as_deref() == Some("dialtone-operator"));
+        .find(|m| m.manager.as_deref() == Some(telephony_operator::names::MANAGER));
     (time.and_then(|m| m.time.as_ref().map(|t| t.0.to_string())), d.metadata.generation)
 }
 
@@ -109,8 +109,8 @@ async fn four_crashes_exhaust_the_budget_and_the_reset_annotation_recovers() {
     assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
 
     // "reset-failed": a human sets the annotation; the workers come back.
-    let patch =
-        serde_json::json!({ "metadata": { "annotations": { "dialtone.dev/reset-restart-budget": "1" } } });
+    let reset = telephony_operator::names::RESET_RESTART_BUDGET;
+    let patch = serde_json::json!({ "metadata": { "annotations": { reset: "1" } } });
     ns.api::<TelephonyService>()
         .patch("calls", &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -1,10 +1,6 @@
 //! Faults a person or a test injects with `kubectl annotate pod ... sim.dialtone.dev/fault=<kind>`.
 
-/// The annotation that asks for a fault.
-pub const FAULT_ANNOTATION: &str = "sim.dialtone.dev/fault";
-/// Written by the simulated node once a one-shot fault (`crash`, `oom`) has been acted on, so it
-/// acts once per setting, also across restarts of the simulated node.
-pub const APPLIED_ANNOTATION: &str = "sim.dialtone.dev/fault-applied";
+// The annotations: `dialtone_api::names::sim::{FAULT, FAULT_APPLIED}`.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

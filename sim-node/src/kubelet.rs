@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::fault::{Fault, APPLIED_ANNOTATION, FAULT_ANNOTATION};
+use crate::fault::Fault;
+use dialtone_api::names::sim::{FAULT, FAULT_APPLIED};
 
 /// How long the simulated kubelet takes for each step.
 #[derive(Debug, Clone)]
@@ -109,8 +110,8 @@ pub fn plan(pod: &Pod, cx: &Context) -> Plan {
     }
 
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    let raw_fault = annotations.get(FAULT_ANNOTATION).map(|v| v.trim().to_string());
-    let applied = annotations.get(APPLIED_ANNOTATION).cloned();
+    let raw_fault = annotations.get(FAULT).map(|v| v.trim().to_string());
+    let applied = annotations.get(FAULT_APPLIED).cloned();
     let mut actions = Vec::new();
     let fault = match raw_fault.as_deref().and_then(Fault::parse) {
         Some(f) if f.is_one_shot() && applied.as_deref() == raw_fault.as_deref() => None,

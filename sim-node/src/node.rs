@@ -11,8 +11,6 @@ use kube::Client;
 
 use crate::Config;
 
-pub const FIELD_MANAGER: &str = "dialtone-sim-node";
-
 /// Creates the Node if needed and marks it Ready.
 pub async fn register(client: &Client, cfg: &Config) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());

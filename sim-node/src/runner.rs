@@ -11,10 +11,9 @@ use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::fault::APPLIED_ANNOTATION;
 use crate::kubelet::{self, Action};
-use crate::node::FIELD_MANAGER;
 use crate::Config;
+use dialtone_api::names::sim::{FAULT_APPLIED, FIELD_MANAGER};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{action} pod {namespace}/{name}: {source}")]
@@ -97,8 +96,7 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Requeue, Error> {
                 ignore_gone(api.delete(&name, &dp).await.map(|_| ())).map_err(err("delete"))?;
             }
             Action::MarkApplied(value) => {
-                let patch =
-                    serde_json::json!({ "metadata": { "annotations": { APPLIED_ANNOTATION: value } } });
+                let patch = serde_json::json!({ "metadata": { "annotations": { FAULT_APPLIED: value } } });
                 ignore_gone(api.patch(&name, &pp, &Patch::Merge(&patch)).await).map_err(err("annotate"))?;
             }
             Action::WriteStatus(status) => {

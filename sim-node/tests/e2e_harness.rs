@@ -75,7 +75,8 @@ async fn deployment_becomes_ready_and_a_crash_is_visible() {
     let victim = all[0].metadata.name.clone().expect("pod name");
     let cfg = watcher::Config::default().fields(&format!("metadata.name={victim}"));
     let mut stream = watcher(pods.clone(), cfg).applied_objects().boxed();
-    let patch = serde_json::json!({ "metadata": { "annotations": { "sim.dialtone.dev/fault": "crash" } } });
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { dialtone_api::names::sim::FAULT: "crash" } } });
     pods.patch(&victim, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
 
     let mut saw_not_ready_after_crash = false;

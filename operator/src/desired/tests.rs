@@ -45,7 +45,7 @@ fn deployment_is_owned_named_and_labelled() {
     );
     let labels = d.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[SERVICE_LABEL], "calls");
-    assert_eq!(labels["app.kubernetes.io/managed-by"], MANAGED_BY);
+    assert_eq!(labels[crate::names::app::MANAGED_BY], crate::names::MANAGER);
     let tpl_labels = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
     for (k, v) in selector_labels(&sample()) {
         assert_eq!(tpl_labels[&k], v, "pods must match the selector");

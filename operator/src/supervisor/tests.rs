@@ -161,7 +161,8 @@ fn four_crashes_exhaust_the_budget_and_scale_to_zero_until_reset() {
     assert_eq!(failed.status.restart_budget.as_ref().unwrap().resets_at, Some(Time(t(610))));
 
     // A human resets it: workers come back.
-    sim.tsvc.metadata.annotations = Some([(RESET_ANNOTATION.to_string(), "1".to_string())].into());
+    sim.tsvc.metadata.annotations =
+        Some([(crate::names::RESET_RESTART_BUDGET.to_string(), "1".to_string())].into());
     let reset = sim.look(50, vec![]);
     assert_eq!(sim.replicas(), 1);
     assert!(reasons(&reset).contains(&"Resumed"));

@@ -92,7 +92,7 @@ pub async fn wait_status(
 }
 
 pub async fn worker_pods(ns: &TestNamespace, service: &str) -> Vec<Pod> {
-    let lp = ListParams::default().labels(&format!("dialtone.dev/service={service}"));
+    let lp = ListParams::default().labels(&format!("{}={service}", telephony_operator::names::SERVICE_LABEL));
     let mut pods = ns.api::<Pod>().list(&lp).await.expect("list pods").items;
     pods.retain(|p| p.metadata.deletion_timestamp.is_none());
     pods

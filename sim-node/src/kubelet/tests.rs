@@ -47,8 +47,8 @@ fn step(pod: &mut Pod, now: Timestamp, last_write: Option<Timestamp>) -> Plan {
             Action::MarkApplied(v) => {
                 let ann = pod.metadata.annotations.get_or_insert_with(Default::default);
                 match v {
-                    Some(v) => ann.insert(APPLIED_ANNOTATION.into(), v.clone()),
-                    None => ann.remove(APPLIED_ANNOTATION),
+                    Some(v) => ann.insert(FAULT_APPLIED.into(), v.clone()),
+                    None => ann.remove(FAULT_APPLIED),
                 };
             }
             Action::Bind | Action::ForceDelete => {}
@@ -60,8 +60,8 @@ fn step(pod: &mut Pod, now: Timestamp, last_write: Option<Timestamp>) -> Plan {
 fn annotate(pod: &mut Pod, fault: Option<&str>) {
     let ann = pod.metadata.annotations.get_or_insert_with(Default::default);
     match fault {
-        Some(f) => ann.insert(FAULT_ANNOTATION.into(), f.into()),
-        None => ann.remove(FAULT_ANNOTATION),
+        Some(f) => ann.insert(FAULT.into(), f.into()),
+        None => ann.remove(FAULT),
     };
 }
 

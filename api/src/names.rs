@@ -1,0 +1,35 @@
+//! Every label, annotation, field manager and reporter name Dialtone writes, in one place, so the
+//! operator, the simulated node, the benchmarks and the tests can't drift apart.
+
+/// Who manages what the operator writes: the server-side apply field manager, the
+/// `app.kubernetes.io/managed-by` value on the workers, and the Events' reporting controller.
+pub const MANAGER: &str = "dialtone-operator";
+
+/// On the worker Deployment, Service and pods: the TelephonyService they belong to.
+pub const SERVICE_LABEL: &str = "dialtone.dev/service";
+
+/// On the worker Deployment and Service: the hash of what was last applied (the operator skips
+/// an apply that would change nothing).
+pub const APPLIED_HASH: &str = "dialtone.dev/applied-hash";
+
+/// On a TelephonyService: a new value resets its restart budget.
+pub const RESET_RESTART_BUDGET: &str = "dialtone.dev/reset-restart-budget";
+
+/// The Kubernetes recommended labels (app.kubernetes.io/*), on every worker object.
+pub mod app {
+    pub const NAME: &str = "app.kubernetes.io/name";
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+}
+
+/// The simulated node's (sim-node) own names: the benchmarks and tests set faults through them.
+pub mod sim {
+    /// Field manager of the simulated kubelet's pod status writes.
+    pub const FIELD_MANAGER: &str = "dialtone-sim-node";
+    /// On a pod: the fault to play (`crash`, `oom`, `hang`, `not-ready`...).
+    pub const FAULT: &str = "sim.dialtone.dev/fault";
+    /// On a pod: the fault value already played, so each is played once.
+    pub const FAULT_APPLIED: &str = "sim.dialtone.dev/fault-applied";
+}
