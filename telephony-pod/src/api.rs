@@ -5,23 +5,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::error::{ApiError, Body};
 use crate::input::{is_call_control_id, CallRequest, CredentialRequest};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::telnyx::{Dial, Telnyx, UpstreamError};
+use crate::telnyx::{Dial, Telnyx};
 
 /// Bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -192,156 +191,4 @@ async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> 
         .inc();
     tracing::debug!(%route, status = res.status().as_u16(), took_ms = started.elapsed().as_millis() as u64, "request");
     res
-}
-
-// ---- errors and the JSON body extractor ----
-
-/// `{"error": {"code", "message", "field"?, "upstreamCode"?}}`, plus `Retry-After` when useful.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
-    pub upstream_code: Option<String>,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            upstream_code: None,
-            retry_after: None,
-        }
-    }
-
-    pub fn invalid(field: &str, problem: &str) -> ApiError {
-        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("{field}: {problem}"));
-        e.field = Some(field.to_string());
-        e
-    }
-
-    fn with_upstream_code(mut self, code: &str) -> ApiError {
-        self.upstream_code = Some(code.to_string());
-        self
-    }
-
-    /// Maps a Telnyx failure to what the app should do about it.
-    pub fn upstream(e: UpstreamError) -> ApiError {
-        let code = e.code().map(str::to_string);
-        let mut out = match &e {
-            UpstreamError::RateLimited { retry_after, .. } => {
-                let mut a = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
-                a.retry_after = Some(retry_after.as_secs().max(1));
-                a
-            }
-            UpstreamError::Rejected { status: 401 | 403, .. } => {
-                let mut a = ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_auth",
-                    "Telnyx refused this worker's API key",
-                );
-                a.retry_after = Some(30);
-                a
-            }
-            UpstreamError::Rejected { status: 404, detail, .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "upstream_not_found", format!("Telnyx: {detail}"))
-            }
-            UpstreamError::Rejected { status: 409, detail, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "upstream_conflict", format!("Telnyx: {detail}"))
-            }
-            UpstreamError::Rejected { title, detail, .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "upstream_rejected",
-                if detail == title {
-                    format!("Telnyx: {detail}")
-                } else {
-                    format!("Telnyx: {title}: {detail}")
-                },
-            ),
-            UpstreamError::Server { .. } | UpstreamError::Malformed(_) => {
-                let mut a = ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string());
-                a.retry_after = Some(5);
-                a
-            }
-            UpstreamError::Timeout | UpstreamError::Unreachable => {
-                let mut a =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", e.to_string());
-                a.retry_after = Some(5);
-                a
-            }
-        };
-        out.upstream_code = code;
-        tracing::warn!(status = out.status.as_u16(), kind = e.kind(), error = %e, "Telnyx call failed");
-        out
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(f) = &self.field {
-            error["field"] = f.clone().into();
-        }
-        if let Some(c) = &self.upstream_code {
-            error["upstreamCode"] = c.clone().into();
-        }
-        let mut res = (self.status, Json(serde_json::json!({ "error": error }))).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        res
-    }
-}
-
-/// A JSON body whose every rejection is a JSON error naming the problem (and field).
-pub struct Body<T>(pub T);
-
-impl<S, T> FromRequest<S> for Body<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rejection) => Err(body_error(rejection)),
-        }
-    }
-}
-
-fn body_error(r: JsonRejection) -> ApiError {
-    match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
-        JsonRejection::JsonDataError(e) => {
-            // serde's message names the field (`to: invalid type...`, `unknown field `x``).
-            let text = e.body_text();
-            let detail = text.split_once("target type: ").map_or(text.as_str(), |(_, d)| d).to_string();
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
-        }
-        JsonRejection::JsonSyntaxError(e) => {
-            let text = e.body_text();
-            let detail =
-                text.split_once("parse the request body as JSON: ").map_or(text.as_str(), |(_, d)| d);
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {detail}"))
-        }
-        JsonRejection::BytesRejection(_) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than {BODY_LIMIT} bytes or could not be read"),
-        ),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", other.body_text()),
-    }
 }

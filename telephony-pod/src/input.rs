@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

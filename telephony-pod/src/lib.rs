@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod credentials;
+pub mod error;
 pub mod health;
 pub mod input;
 pub mod metrics;
