@@ -37,6 +37,9 @@ use crate::status_cache::StatusCache;
 use crate::supervisor::{self, Announcement, Severity};
 use crate::worker_readiness;
 
+mod error;
+pub use error::Error;
+
 /// What this operator instance watches.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -44,29 +47,6 @@ pub struct Scope {
     pub namespace: Option<String>,
     /// Only TelephonyServices matching this label selector (to shard services across operators).
     pub selector: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("TelephonyService has no namespace")]
-    NoNamespace,
-    #[error("apply {kind} {name}: {source}")]
-    Apply { kind: &'static str, name: String, source: kube::Error },
-    #[error("write status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("restart pod {pod}: {source}")]
-    Restart { pod: String, source: kube::Error },
-}
-
-impl Error {
-    fn kind(&self) -> &'static str {
-        match self {
-            Error::NoNamespace => "no_namespace",
-            Error::Apply { .. } => "apply",
-            Error::Status(_) => "status",
-            Error::Restart { .. } => "restart",
-        }
-    }
 }
 
 pub struct Context {
@@ -87,6 +67,8 @@ pub struct Context {
     written: StatusCache,
     /// Consecutive failed reconciles per object, for exponential requeue.
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
+    /// When each service last got a Warning Event for a reconcile error, by reason.
+    warned: Mutex<HashMap<(ObjectRef<TelephonyService>, &'static str), Instant>>,
     /// Ask not-Ready workers why (`--ask-workers`).
     ask_workers: bool,
 }
@@ -234,6 +216,7 @@ pub async fn run(
         synced,
         written: watches.written,
         retries: Mutex::default(),
+        warned: Mutex::default(),
         ask_workers,
     });
     // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
@@ -267,7 +250,7 @@ where
 }
 
 async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
+    let _measured = ctx.metrics.reconcile_timer(); // success or error, early return or not
     if !ctx.synced.load(Ordering::SeqCst) {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
@@ -369,7 +352,6 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     if let Ok(mut retries) = ctx.retries.lock() {
         retries.remove(&ObjectRef::from_obj(cached.as_ref()));
     }
-    ctx.metrics.observe_reconcile(started.elapsed());
     Ok(Action::requeue(decision.requeue))
 }
 
@@ -418,5 +400,26 @@ fn error_policy(tsvc: Arc<TelephonyService>, error: &Error, ctx: Arc<Context>) -
     let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(10).saturating_sub(1));
     let delay = base.min(Duration::from_secs(300)).mul_f64(1.0 + rand::random::<f64>() * 0.2);
     tracing::warn!(name = %tsvc.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    warn_user(&tsvc, error, &ctx);
     Action::requeue(delay)
+}
+
+/// A reconcile error the user can act on becomes a Warning Event on the TelephonyService, at most
+/// once per reason every `error::WARN_EVERY`.
+fn warn_user(tsvc: &Arc<TelephonyService>, error: &Error, ctx: &Arc<Context>) {
+    let Some((reason, note)) = error.warning() else { return };
+    let key = (ObjectRef::from_obj(tsvc.as_ref()), reason);
+    let now = Instant::now();
+    let due = ctx.warned.lock().is_ok_and(|mut warned| {
+        let due = error::due(warned.get(&key).copied(), now);
+        if due {
+            warned.insert(key, now);
+        }
+        due
+    });
+    if due {
+        let (tsvc, ctx) = (tsvc.clone(), ctx.clone());
+        let event = Announcement { severity: Severity::Warning, reason, note };
+        tokio::spawn(async move { publish(&ctx, &tsvc, &[event]).await });
+    }
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the operator (served on the admin port's `/metrics`).
 
-use std::time::Duration;
+use std::time::Instant;
 
 use kube::runtime::reflector::Store;
 use kube::ResourceExt;
@@ -74,9 +74,10 @@ impl Metrics {
         registry.register_collector(Box::new(PhaseCollector { store }));
     }
 
-    pub fn observe_reconcile(&self, took: Duration) {
-        self.reconciliations.inc();
-        self.reconcile_duration.observe(took.as_secs_f64());
+    /// Counts and times one reconcile when dropped, so errors and early returns are measured too
+    /// (like controller-rs's `ReconcileMeasurer`).
+    pub fn reconcile_timer(&self) -> ReconcileTimer<'_> {
+        ReconcileTimer { metrics: self, started: Instant::now() }
     }
 }
 
@@ -109,5 +110,17 @@ impl Collector for PhaseCollector {
             family.metric_type(),
         )?;
         family.encode(metric)
+    }
+}
+
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.reconciliations.inc();
+        self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
     }
 }

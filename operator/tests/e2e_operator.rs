@@ -210,6 +210,25 @@ async fn an_invalid_spec_is_a_condition_and_a_warning_event() {
     ns.delete().await;
 }
 
+/// A spec our validation passes but the apiserver refuses (a toleration with `Exists` and a
+/// value): the user hears it from a Warning Event, once, not once per retry.
+#[tokio::test]
+async fn a_spec_the_apiserver_refuses_is_one_warning_event() {
+    let ns = setup("refused").await;
+    let _op = Operator::start(&ns.name);
+    let toleration = serde_json::json!([{ "key": "dedicated", "operator": "Exists", "value": "voice" }]);
+    create(&ns, &tsvc("calls", serde_json::json!({ "pod": { "tolerations": toleration } }))).await;
+    let warned = wait_events(&ns, "ApplyFailed").await;
+    let note = warned[0].note.clone().unwrap_or_default();
+    assert!(note.starts_with("could not apply Deployment calls-worker"), "{note}");
+    assert!(note.contains("toleration") || note.contains("tolerations"), "names the field: {note}");
+    assert_eq!(warned[0].type_.as_deref(), Some("Warning"));
+    // The retries go on (0.5 s, 1 s, 2 s, 4 s...), the warning doesn't repeat.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(events(&ns, "ApplyFailed").await.len(), 1, "rate-limited to one per 5 min");
+    ns.delete().await;
+}
+
 #[tokio::test]
 async fn deleting_the_service_garbage_collects_its_children() {
     let ns = setup("gc").await;
