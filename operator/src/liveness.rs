@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::crd::{Failure, PodRecord};
 
 /// Waiting reasons that are failures without a restart (the kubelet retries them itself).
-const STUCK_REASONS: &[&str] = &[
+pub const STUCK_REASONS: &[&str] = &[
     "ErrImagePull",
     "ImagePullBackOff",
     "InvalidImageName",

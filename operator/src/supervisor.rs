@@ -383,14 +383,7 @@ fn rollout_in_progress(d: Option<&Deployment>, desired: i32, live_pods: usize) -
 }
 
 fn is_stuck(reason: &str) -> bool {
-    matches!(
-        reason,
-        "ErrImagePull"
-            | "ImagePullBackOff"
-            | "InvalidImageName"
-            | "CreateContainerConfigError"
-            | "CreateContainerError"
-    )
+    liveness::STUCK_REASONS.contains(&reason)
 }
 
 /// A precise Ready reason for a worker that can't start.

@@ -105,7 +105,7 @@ fn image_reference(image: &str) -> Result<(), &'static str> {
 }
 
 /// RFC 1123 subdomain, as Kubernetes object names.
-fn dns_subdomain(s: &str) -> bool {
+pub fn dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {

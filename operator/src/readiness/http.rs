@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{now_ms, Change, Readiness};
+use crate::validate::dns_subdomain;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -126,20 +127,12 @@ fn respond(
     res
 }
 
-/// Kubernetes names: lowercase letters, digits, '-' and '.', at most 253.
-fn valid_name(s: &str) -> bool {
-    (1..=253).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 async fn one(
     State(st): State<Arc<Readiness>>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !valid_name(&ns) || !valid_name(&name) {
+    if !dns_subdomain(&ns) || !dns_subdomain(&name) {
         return error(
             StatusCode::BAD_REQUEST,
             "namespace and name must be Kubernetes names (lowercase, digits, '-', '.')",
@@ -386,13 +379,13 @@ mod tests {
 
     #[test]
     fn kubernetes_names() {
-        assert!(valid_name("calls") && valid_name("shop-prod") && valid_name("a.b"));
+        assert!(dns_subdomain("calls") && dns_subdomain("shop-prod") && dns_subdomain("a.b"));
         assert!(
-            !valid_name("")
-                && !valid_name("Calls")
-                && !valid_name("-x")
-                && !valid_name("a_b")
-                && !valid_name(&"a".repeat(254))
+            !dns_subdomain("")
+                && !dns_subdomain("Calls")
+                && !dns_subdomain("-x")
+                && !dns_subdomain("a_b")
+                && !dns_subdomain(&"a".repeat(254))
         );
     }
 }
