@@ -36,7 +36,8 @@ pub fn condition(
     }
 }
 
-/// Whether condition `type_` is True in `conditions`.
+/// Whether condition `type_` is True in `conditions` (for tests: decisions read the phase).
+#[cfg(test)]
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }

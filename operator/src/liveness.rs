@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -55,7 +55,9 @@ pub struct PodObservation {
 }
 
 impl PodObservation {
-    pub fn from_pod(pod: &Pod) -> PodObservation {
+    /// For tests: the operator itself builds observations from its slim pod cache (`new`).
+    #[cfg(test)]
+    pub fn from_pod(pod: &k8s_openapi::api::core::v1::Pod) -> PodObservation {
         PodObservation::new(&pod.metadata, pod.status.clone())
     }
 

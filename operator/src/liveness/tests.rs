@@ -1,4 +1,5 @@
 use super::*;
+use k8s_openapi::api::core::v1::Pod;
 
 fn now() -> Timestamp {
     "2026-01-01T00:10:00Z".parse().unwrap()

@@ -35,13 +35,13 @@ pub enum Change {
 /// Everything the HTTP layer reads.
 pub struct Readiness {
     /// One cache per watched scope: `None` watches all namespaces.
-    pub scopes: Vec<(Option<String>, Store<TelephonyService>)>,
-    pub freshness: Freshness,
-    pub changes: broadcast::Sender<Change>,
-    pub metrics: http::Metrics,
-    pub cors_origins: Vec<String>,
+    pub(crate) scopes: Vec<(Option<String>, Store<TelephonyService>)>,
+    pub(crate) freshness: Freshness,
+    pub(crate) changes: broadcast::Sender<Change>,
+    pub(crate) metrics: http::Metrics,
+    pub(crate) cors_origins: Vec<String>,
     /// The encoded answer per service, reused until the object or the confirmation time changes.
-    pub answers: RwLock<HashMap<String, Arc<Answer>>>,
+    pub(crate) answers: RwLock<HashMap<String, Arc<Answer>>>,
 }
 
 /// One service's answer, encoded once and served many times.
@@ -50,10 +50,10 @@ pub struct Answer {
     confirmed_ms: i64,
     stale: bool,
     /// Part of the body, so the answer is re-encoded when it ticks (at most once a second).
-    pub retry_after: Option<u64>,
-    pub status: axum::http::StatusCode,
-    pub etag: axum::http::HeaderValue,
-    pub body: axum::body::Bytes,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) status: axum::http::StatusCode,
+    pub(crate) etag: axum::http::HeaderValue,
+    pub(crate) body: axum::body::Bytes,
 }
 
 impl Readiness {
