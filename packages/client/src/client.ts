@@ -131,7 +131,8 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
 
   /** Where the worker is, failing fast when the readiness service says it's down. */
   const worker = async (): Promise<string> => {
-    const known = close !== null ? current : await state();
+    const subscribed = close !== null;
+    const known = subscribed ? current : await state();
     if (!known.available && known.status !== "unknown") {
       throw new TelephonyUnavailable(
         known.message ?? `telephony is ${known.status}`,
@@ -141,7 +142,9 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
       );
     }
     // Unknown (the readiness service itself can't answer): try the worker anyway.
-    const url = options.workerUrl ?? known.view?.endpoint ?? (await state()).view?.endpoint;
+    // A subscription may not have its first answer yet: then ask once (never twice).
+    const view = known.view ?? (subscribed && !options.workerUrl ? (await state()).view : null);
+    const url = options.workerUrl ?? view?.endpoint;
     if (!url) {
       throw new TelephonyUnavailable(
         `no worker address known for ${namespace}/${service}: set workerUrl`,
