@@ -111,6 +111,12 @@ pub struct HealthSpec {
     #[serde(default = "defaults::startup_timeout_seconds")]
     #[schemars(range(min = 1, max = 86400))]
     pub startup_timeout_seconds: i32,
+    /// How often each worker beats on its heartbeat stream to the readiness service. A beat
+    /// missing for 3 periods (or a stream that breaks) marks the worker down at once, long
+    /// before its probes fail.
+    #[serde(default = "defaults::heartbeat_millis")]
+    #[schemars(range(min = 50, max = 5000))]
+    pub heartbeat_millis: u32,
 }
 
 /// At most `maxRestarts` failures in any `windowSeconds`; one more opens the circuit (Failed).
@@ -333,6 +339,9 @@ mod defaults {
     pub fn startup_timeout_seconds() -> i32 {
         60
     }
+    pub fn heartbeat_millis() -> u32 {
+        100
+    }
     pub fn max_restarts() -> u32 {
         3
     }
@@ -370,6 +379,7 @@ impl Default for HealthSpec {
             timeout_seconds: defaults::timeout_seconds(),
             failure_threshold: defaults::failure_threshold(),
             startup_timeout_seconds: defaults::startup_timeout_seconds(),
+            heartbeat_millis: defaults::heartbeat_millis(),
         }
     }
 }

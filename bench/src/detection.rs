@@ -91,6 +91,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _readiness = tokio::process::Command::new(&args.operator)
         .args(["readiness", "--log-format=json", "--namespaces", &ns.name])
         .arg(format!("--addr=127.0.0.1:{port}"))
+        // The simulated node's pods run no process: there is no heartbeat to follow.
+        .arg("--worker-heartbeat=false")
         .env("KUBECONFIG", testing::kubeconfig_path())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)

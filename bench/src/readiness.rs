@@ -80,6 +80,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "--namespaces",
             &ns.name,
             &format!("--addr=127.0.0.1:{port}"),
+            // Statuses without worker pods: this measures the answers alone.
+            "--worker-heartbeat=false",
         ])
         .env("KUBECONFIG", testing::kubeconfig_path())
         .env("RUST_LOG", "warn")

@@ -110,6 +110,11 @@ pub struct ReadinessArgs {
     /// Browser origins allowed by CORS (comma-separated; default: none).
     #[arg(long, env = "DIALTONE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
+    /// Follow each worker pod's heartbeat stream, so a dead or hung worker is unavailable within
+    /// milliseconds (needs get/list/watch on pods, and the workers' port reachable). Off: the
+    /// answers follow Kubernetes alone, seconds later.
+    #[arg(long, env = "DIALTONE_WORKER_HEARTBEAT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub worker_heartbeat: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -23,6 +23,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "TELNYX_BASE_URL",
     "PORT",
     "HEALTH_PERIOD_SECONDS",
+    "HEARTBEAT_MILLIS",
     "DIALTONE_SERVICE",
 ];
 /// Pod labels the operator sets (users may not override them).
@@ -112,6 +113,7 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
         plain("TELNYX_BASE_URL", spec.telnyx.base_url.clone()),
         plain("PORT", spec.port.to_string()),
         plain("HEALTH_PERIOD_SECONDS", health.period_seconds.to_string()),
+        plain("HEARTBEAT_MILLIS", health.heartbeat_millis.to_string()),
         plain("DIALTONE_SERVICE", format!("{namespace}/{}", tsvc.name_any())),
     ];
     env.extend(spec.pod.env.iter().cloned());

@@ -131,6 +131,7 @@ async fn readiness(args: ReadinessArgs) -> anyhow::Result<()> {
         namespaces: args.namespaces,
         stale_after: args.stale_after,
         cors_origins: args.cors_origin,
+        worker_heartbeat: args.worker_heartbeat,
     };
     telephony_operator::heap::spawn_trimmer();
     telephony_operator::readiness::run(client, settings, shutdown_signal()).await

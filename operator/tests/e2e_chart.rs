@@ -358,6 +358,50 @@ async fn example_is_supervised(app: &TestNamespace, installed: &Installed, label
         (code == 200).then_some(())
     })
     .await;
+    readiness_cut_off_from_the_workers_answers_503(app, installed).await;
+}
+
+/// The readiness pods can't reach the workers (a partition), while Kubernetes still calls every
+/// worker Ready: nobody can confirm them, so the answer is the safe one, 503, and 200 again once
+/// the network heals.
+async fn readiness_cut_off_from_the_workers_answers_503(app: &TestNamespace, installed: &Installed) {
+    let readiness_ips = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        &installed.ns,
+        "-l",
+        "app.kubernetes.io/component=readiness",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let workers = worker_pods(app, "calls").await;
+    let mut cut = vec![];
+    for from in readiness_ips.split_whitespace() {
+        for w in &workers {
+            let to = pod_ip(app, &w.metadata.name.clone().unwrap_or_default()).await;
+            cut.push(testing::node::Partition::between(from, &to));
+        }
+    }
+    let got = wait_until(Duration::from_secs(10), "readiness 503 while cut off", || async {
+        let (code, body) = installed.status(&app.name, "calls").await?;
+        (code == 503).then_some(body)
+    })
+    .await;
+    let message = got["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no worker is answering its heartbeat"), "{got}");
+    let ready = |p: &k8s_openapi::api::core::v1::Pod| {
+        let conditions = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    };
+    let now = worker_pods(app, "calls").await;
+    assert!(now.len() == 2 && now.iter().all(ready), "Kubernetes still calls both workers Ready");
+    drop(cut);
+    wait_until(Duration::from_secs(30), "readiness 200 once healed", || async {
+        let (code, _) = installed.status(&app.name, "calls").await?;
+        (code == 200).then_some(())
+    })
+    .await;
 }
 
 /// Objects of the release that are not on their way out (a terminating pod is being removed by the
@@ -461,12 +505,13 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
         );
     }
     assert!(can_i(&readiness_sa, "watch", "telephonyservices.dialtone.dev", None));
+    assert!(can_i(&readiness_sa, "watch", "pods", None), "readiness follows the workers' heartbeats");
     for (verb, resource) in [
         ("patch", "telephonyservices.dialtone.dev"),
         ("create", "telephonyservices.dialtone.dev"),
         ("patch", "telephonyservices.dialtone.dev/status"),
         ("get", "secrets"),
-        ("list", "pods"),
+        ("delete", "pods"),
         ("create", "events.events.k8s.io"),
     ] {
         assert!(!can_i(&readiness_sa, verb, resource, None), "readiness may NOT {verb} {resource}");
@@ -543,6 +588,8 @@ async fn namespaced_install_grants_roles_in_the_watched_namespace_only() {
     assert!(!can_i(&operator_sa, "list", "pods", None));
     assert!(can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", Some(&app.name)));
     assert!(!can_i(&readiness_sa, "list", "telephonyservices.dialtone.dev", None));
+    assert!(can_i(&readiness_sa, "watch", "pods", Some(&app.name)));
+    assert!(!can_i(&readiness_sa, "list", "pods", Some("default")));
 
     example_is_supervised(&app, &installed, None).await;
     installed.uninstall().await;

@@ -96,6 +96,64 @@ async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
     ns.delete().await;
 }
 
+/// The fast path: the readiness service holds a heartbeat stream to each worker. A hung worker
+/// (SIGSTOP: its probes have seconds to go) is unavailable after 3 missed beats, while Kubernetes
+/// still calls it Ready; a killed one as soon as its socket closes. Each is back once it beats
+/// again and the kubelet agrees, and the SSE stream tells both falls.
+#[tokio::test]
+async fn a_hung_or_killed_worker_is_unavailable_through_its_heartbeat_before_kubernetes_knows() {
+    let ns = setup("heartbeat").await;
+    let _op = Operator::start(&ns.name);
+    let r = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
+    create(
+        &ns,
+        &tsvc("calls", serde_json::json!({ "health": { "periodSeconds": 2, "heartbeatMillis": 100 } })),
+    )
+    .await;
+    wait_status(&ns, "calls", 60, "Ready", |s| s.phase == Phase::Ready).await;
+    until_code(&r, &ns.name, 200, 30).await;
+    let mut events = sse_statuses(r.url.clone(), ns.name.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+
+    testing::node::signal_container(&pods, &pod, testing::node::SIGSTOP).await;
+    let (took, body) = until_code(&r, &ns.name, 503, 5).await;
+    eprintln!("hang → readiness 503 in {took:?}: {}", body["message"]);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert_eq!(message, format!("no worker is answering its heartbeat (pod {pod}: no heartbeat for 300 ms)"));
+    let kube_ready = pods.get(&pod).await.expect("pod").status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        kube_ready.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+        "the kubelet has not noticed yet: {kube_ready:?}"
+    );
+    testing::node::signal_container(&pods, &pod, testing::node::SIGCONT).await;
+    until_code(&r, &ns.name, 200, 10).await;
+
+    kill_worker(&ns, &pod).await;
+    let (took, body) = until_code(&r, &ns.name, 503, 5).await;
+    eprintln!("kill → readiness 503 in {took:?}: {}", body["message"]);
+    until_code(&r, &ns.name, 200, 30).await;
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if seen.last() != Some(&e) {
+            seen.push(e);
+        }
+    }
+    let falls = seen.windows(2).filter(|w| w[0].1 && !w[1].1).count();
+    assert!(falls >= 2, "SSE told both falls: {seen:?}");
+    let metrics = testing::get(&format!("{}/metrics", r.url)).await.map(|m| m.1).unwrap_or_default();
+    for cause in ["silent", "closed"] {
+        assert!(
+            metrics.contains(&format!("dialtone_readiness_heartbeat_lost_total{{cause=\"{cause}\"}} 1")),
+            "one {cause} fall counted: {metrics}"
+        );
+    }
+    ns.delete().await;
+}
+
 #[tokio::test]
 async fn answers_are_unknown_when_the_api_is_lost_and_recover_after() {
     let ns = setup("stale").await;

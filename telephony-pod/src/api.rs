@@ -44,8 +44,12 @@ impl Readiness {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
     pub fn problem(&self) -> Option<String> {
-        if self.shutting_down.load(Ordering::SeqCst) {
+        if self.is_shutting_down() {
             return Some("shutting down".into());
         }
         match self.last_check.lock().ok()?.clone() {
@@ -71,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/credentials", post(create_credential))
         .route("/v1/calls", post(dial))
         .route("/v1/calls/{call_control_id}/hangup", post(hangup))
+        .route("/v1/heartbeat", get(crate::heartbeat::stream))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -20,6 +20,8 @@ pub struct Config {
     pub port: u16,
     /// Period of the background Telnyx check behind `/readyz`.
     pub health_period: Duration,
+    /// Beat period of `GET /v1/heartbeat` (the readiness service's fast path).
+    pub heartbeat_period: Duration,
     pub credential_ttl: Duration,
     pub max_credentials: usize,
     /// `<namespace>/<service>`: credentials are tagged `dialtone:<namespace>/<service>`.
@@ -73,6 +75,7 @@ impl Config {
             base_url,
             port: u16::try_from(number("PORT", 8080, 1, 65535)?).unwrap_or(8080),
             health_period: secs(number("HEALTH_PERIOD_SECONDS", 30, 1, 3600)?),
+            heartbeat_period: ms(number("HEARTBEAT_MILLIS", 100, 50, 5000)?),
             credential_ttl: secs(number("CREDENTIAL_TTL_SECONDS", 86_400, 60, 30 * 86_400)?),
             max_credentials: usize::try_from(number("MAX_CREDENTIALS", 5, 1, 1000)?).unwrap_or(5),
             service,
@@ -113,6 +116,7 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.base_url.as_str(), "https://api.telnyx.com/v2");
         assert_eq!(c.health_period, Duration::from_secs(30));
+        assert_eq!(c.heartbeat_period, Duration::from_millis(100));
         assert_eq!(c.credential_ttl, Duration::from_secs(86_400));
         assert_eq!(c.max_credentials, 5);
         assert_eq!(c.tag(), "dialtone:default/telephony");

@@ -6,6 +6,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod health;
+pub mod heartbeat;
 pub mod input;
 pub mod metrics;
 pub mod secret;
@@ -90,7 +91,7 @@ pub async fn serve(
 }
 
 fn readiness_stopped(r: &Readiness) -> bool {
-    r.problem().as_deref() == Some("shutting down")
+    r.is_shutting_down()
 }
 
 async fn sweep(credentials: Arc<Credentials>, period: Duration) {

@@ -117,10 +117,27 @@ async fn sigterm_turns_readiness_off_first_finishes_in_flight_work_and_exits_0()
                 .map(|r| r.status().as_u16())
         }
     });
+    // The readiness service's heartbeat stream: a hello with the period, then beats.
+    let mut heartbeat =
+        testing::http().get(format!("{url}/v1/heartbeat")).send().await.expect("heartbeat stream");
+    assert_eq!(heartbeat.status().as_u16(), 200);
+    let mut seen = String::new();
+    while seen.matches("data: beat").count() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(2), heartbeat.chunk()).await;
+        seen.push_str(&String::from_utf8_lossy(
+            &chunk.expect("a beat within 2 s").expect("read").expect("open"),
+        ));
+    }
+    assert!(seen.starts_with("event: hello\ndata: {\"periodMs\":100}\n\n"), "{seen}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().expect("pid").to_string();
     let sent = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    // ... ends at once on SIGTERM, while in-flight work goes on: the worker is down for new calls.
+    let ended = tokio::time::timeout(Duration::from_millis(600), async {
+        while let Ok(Some(_)) = heartbeat.chunk().await {}
+    });
+    assert!(ended.await.is_ok(), "the heartbeat stream ends on SIGTERM");
 
     // Readiness turns false at once, while the server still answers.
     let (status, body) = testing::wait_until(Duration::from_secs(2), "readiness false", || async {

@@ -129,6 +129,20 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// Drops every packet from pod `from` to pod `to` (on the bridge, through FORWARD): `to` keeps
+    /// answering the kubelet (its probes come from the host) and everyone else.
+    pub fn between(from: &str, to: &str) -> Partition {
+        let rule: Vec<String> =
+            ["FORWARD", "-s", from, "-d", to, "-j", "DROP", "-m", "comment", "--comment", "dialtone-node"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        iptables("-I", &rule).unwrap_or_else(|e| panic!("partition {from} → {to}: {e}"));
+        Partition { rule }
+    }
+}
+
 impl Drop for Partition {
     fn drop(&mut self) {
         let _ = iptables("-D", &self.rule);

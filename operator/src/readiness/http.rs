@@ -52,6 +52,12 @@ impl Default for Metrics {
     }
 }
 
+impl Metrics {
+    pub(super) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+}
+
 pub fn router(state: Arc<Readiness>) -> Router {
     let mut app = Router::new()
         .route("/", get(dashboard))
@@ -289,6 +295,7 @@ mod tests {
             changes: tokio::sync::broadcast::channel(16).0,
             metrics: Metrics::default(),
             cors_origins: vec!["https://app.example.com".into()],
+            heartbeats: None,
         }))
     }
 

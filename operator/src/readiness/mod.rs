@@ -3,6 +3,7 @@
 //! TelephonyServices); when the watch can't be trusted, every answer is `unknown` (503).
 
 mod freshness;
+pub mod heartbeat;
 mod http;
 pub mod view;
 
@@ -13,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -23,7 +25,8 @@ pub use freshness::{now_ms, Freshness};
 pub use http::router;
 
 use crate::crd::TelephonyService;
-use view::StatusView;
+use heartbeat::Board;
+use view::{Heartbeats, StatusView};
 
 /// What changed, for the SSE stream.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct Readiness {
     pub(crate) cors_origins: Vec<String>,
     /// The encoded answer per service, reused until the object or the confirmation time changes.
     pub(crate) answers: RwLock<HashMap<String, Arc<Answer>>>,
+    /// The workers' heartbeats, unless turned off (`--worker-heartbeat=false`).
+    pub(crate) heartbeats: Option<Arc<Board>>,
 }
 
 /// One service's answer, encoded once and served many times.
@@ -49,6 +54,7 @@ pub struct Answer {
     resource_version: Option<String>,
     confirmed_ms: i64,
     stale: bool,
+    heartbeat_generation: u64,
     /// Part of the body, so the answer is re-encoded when it ticks (at most once a second).
     pub(crate) retry_after: Option<u64>,
     pub(crate) status: axum::http::StatusCode,
@@ -71,23 +77,26 @@ impl Readiness {
         let obj = store.get(&reflector::ObjectRef::new(name).within(namespace))?;
         let now = now_ms();
         let (confirmed_ms, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now));
-        let retry_after = view::retry_after(&obj, view::word(&obj, stale).1, now);
+        let generation = self.heartbeats.as_ref().map_or(0, |b| b.generation());
         let key = format!("{namespace}/{name}");
+        // Same inputs, same health; only an unhealthy answer's Retry-After ticks with time.
         let fresh = |a: &Answer| {
             a.resource_version == obj.metadata.resource_version
                 && a.confirmed_ms == confirmed_ms
                 && a.stale == stale
-                && a.retry_after == retry_after
+                && a.heartbeat_generation == generation
+                && (a.retry_after.is_none() || a.retry_after == view::retry_after(&obj, false, now))
         };
         if let Some(a) = self.answers.read().ok().and_then(|m| m.get(&key).filter(|a| fresh(a)).cloned()) {
             return Some(a);
         }
-        let v = view::view(&obj, confirmed_ms, stale, now);
+        let v = view::view(&obj, confirmed_ms, stale, now, self.heartbeats_of(&key).as_ref());
         let body = serde_json::to_vec(&v).ok()?;
         let answer = Arc::new(Answer {
             resource_version: obj.metadata.resource_version.clone(),
             confirmed_ms,
             stale,
+            heartbeat_generation: generation,
             retry_after: v.retry_after,
             status: axum::http::StatusCode::from_u16(v.http_status())
                 .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE),
@@ -100,17 +109,23 @@ impl Readiness {
         Some(answer)
     }
 
+    /// What the heartbeats say about `namespace/name`, when they are followed.
+    fn heartbeats_of(&self, service: &str) -> Option<Heartbeats> {
+        self.heartbeats.as_ref().map(|b| b.heartbeats(service))
+    }
+
+    /// The answer for one cached object, as the SSE stream sends it.
+    fn view_of(&self, t: &TelephonyService) -> StatusView {
+        let now = now_ms();
+        let (confirmed, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now));
+        let hb = self.heartbeats_of(&format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any()));
+        view::view(t, confirmed, stale, now, hb.as_ref())
+    }
+
     /// Every visible service, sorted by namespace and name.
     pub fn all(&self) -> Vec<StatusView> {
-        let now = now_ms();
-        let stale = self.freshness.is_stale(now);
-        let confirmed = self.freshness.confirmed_ms();
-        let mut all: Vec<StatusView> = self
-            .scopes
-            .iter()
-            .flat_map(|(_, s)| s.state())
-            .map(|t| view::view(&t, confirmed, stale, now))
-            .collect();
+        let mut all: Vec<StatusView> =
+            self.scopes.iter().flat_map(|(_, s)| s.state()).map(|t| self.view_of(&t)).collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }
@@ -154,6 +169,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     pub stale_after: Duration,
     pub cors_origins: Vec<String>,
+    /// Follow the workers' heartbeat streams (off: the answers follow Kubernetes alone).
+    pub worker_heartbeat: bool,
 }
 
 /// Runs the readiness service until `shutdown` resolves.
@@ -170,106 +187,146 @@ pub async fn run(
     };
     let mut scopes = Vec::new();
     let mut streams = Vec::new();
-    for ns in scopes_wanted {
-        let api: Api<TelephonyService> = match &ns {
-            Some(n) => Api::namespaced(client.clone(), n),
-            None => Api::all(client.clone()),
-        };
+    for ns in &scopes_wanted {
+        let api: Api<TelephonyService> = scoped(&client, ns);
         let (store, writer) = reflector::store();
         let stream = reflector::reflector(
             writer,
             watcher(api.clone(), watcher::Config::default().page_size(100)).default_backoff().modify(slim),
         );
         streams.push((api, stream.boxed()));
-        scopes.push((ns, store));
+        scopes.push((ns.clone(), store));
     }
+    let mut metrics = http::Metrics::default();
+    let heartbeats = settings.worker_heartbeat.then(|| {
+        let (board, changed) = Board::new();
+        board.register(metrics.registry_mut());
+        (board, changed)
+    });
     let state = Arc::new(Readiness {
         scopes,
         freshness: Freshness::new(settings.stale_after),
         changes,
-        metrics: http::Metrics::default(),
+        metrics,
         cors_origins: settings.cors_origins.clone(),
         answers: Default::default(),
+        heartbeats: heartbeats.as_ref().map(|(b, _)| b.clone()),
     });
 
-    let synced_scopes = Arc::new(AtomicUsize::new(0));
-    for (api, mut stream) in streams {
-        let st = state.clone();
-        let synced_scopes = synced_scopes.clone();
-        tokio::spawn(async move {
-            let mut listed = false;
-            while let Some(event) = stream.next().await {
-                let now = now_ms();
-                st.freshness.watch_event(event.is_ok(), now);
-                match event {
-                    Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
-                        let v = view::view(&t, st.freshness.confirmed_ms(), st.freshness.is_stale(now), now);
-                        let _ = st.changes.send(Change::Status(Arc::new(v)));
-                    }
-                    Ok(watcher::Event::Delete(t)) => {
-                        if let Ok(mut answers) = st.answers.write() {
-                            answers.remove(&format!(
-                                "{}/{}",
-                                t.namespace().unwrap_or_default(),
-                                t.name_any()
-                            ));
-                        }
-                        let _ = st.changes.send(Change::Deleted {
-                            namespace: t.namespace().unwrap_or_default(),
-                            name: t.name_any(),
-                        });
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        // The reflector has swapped the full list into the cache before this.
-                        if !listed {
-                            listed = true;
-                            if synced_scopes.fetch_add(1, Ordering::SeqCst) + 1 == st.scopes.len() {
-                                st.freshness.set_synced();
-                            }
-                        }
-                    }
-                    Ok(watcher::Event::Init) => {}
-                    Err(e) => tracing::warn!(error = %e, "TelephonyService watch failed; retrying"),
-                }
-            }
-        });
-        // The probe: a cheap list that proves the API still answers for this scope.
-        let st = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(st.freshness.probe_period());
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let one = ListParams::default().limit(1);
-            loop {
-                tick.tick().await;
-                let started = now_ms();
-                let probe = tokio::time::timeout(st.freshness.probe_period(), api.list_metadata(&one));
-                if let Ok(Ok(_)) = probe.await {
-                    st.freshness.probe_ok(started);
-                }
-            }
-        });
-    }
-
-    // Staleness flips change every answer: tell SSE clients.
-    let st = state.clone();
-    tokio::spawn(async move {
-        let mut was_stale = true;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
-            let stale = st.freshness.is_stale(now_ms());
-            if stale != was_stale {
-                tracing::info!(stale, "readiness data {}", if stale { "went stale" } else { "is fresh" });
-                for v in st.all() {
-                    let _ = st.changes.send(Change::Status(Arc::new(v)));
-                }
-                was_stale = stale;
+    // Synced once every watch has listed: the services', and the worker pods' when followed.
+    let watches = streams.len() * if heartbeats.is_some() { 2 } else { 1 };
+    let synced = Arc::new(AtomicUsize::new(0));
+    let on_synced = {
+        let (state, synced) = (state.clone(), synced.clone());
+        move || {
+            if synced.fetch_add(1, Ordering::SeqCst) + 1 == watches {
+                state.freshness.set_synced();
             }
         }
-    });
+    };
+    for (api, stream) in streams {
+        tokio::spawn(follow_services(state.clone(), stream, on_synced.clone()));
+        tokio::spawn(probe(state.clone(), api));
+    }
+    if let Some((board, changed)) = heartbeats {
+        for ns in &scopes_wanted {
+            tokio::spawn(heartbeat::follow(scoped::<Pod>(&client, ns), board.clone(), on_synced.clone()));
+        }
+        tokio::spawn(push_heartbeat_changes(state.clone(), changed));
+    }
+    tokio::spawn(push_staleness_flips(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(settings.addr).await?;
-    tracing::info!(addr = %settings.addr, namespaces = ?settings.namespaces, "readiness service listening");
+    tracing::info!(addr = %settings.addr, namespaces = ?settings.namespaces, heartbeat = settings.worker_heartbeat, "readiness service listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// An Api over one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
+}
+
+type ServiceEvents =
+    futures::stream::BoxStream<'static, Result<watcher::Event<TelephonyService>, watcher::Error>>;
+
+/// Keeps the cache's answers and the SSE stream in step with the TelephonyService watch.
+async fn follow_services(st: Arc<Readiness>, mut stream: ServiceEvents, on_synced: impl FnOnce()) {
+    let mut on_synced = Some(on_synced);
+    while let Some(event) = stream.next().await {
+        st.freshness.watch_event(event.is_ok(), now_ms());
+        match event {
+            Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
+                let _ = st.changes.send(Change::Status(Arc::new(st.view_of(&t))));
+            }
+            Ok(watcher::Event::Delete(t)) => {
+                let (namespace, name) = (t.namespace().unwrap_or_default(), t.name_any());
+                if let Ok(mut answers) = st.answers.write() {
+                    answers.remove(&format!("{namespace}/{name}"));
+                }
+                let _ = st.changes.send(Change::Deleted { namespace, name });
+            }
+            // The reflector has swapped the full list into the cache before this.
+            Ok(watcher::Event::InitDone) => {
+                if let Some(synced) = on_synced.take() {
+                    synced();
+                }
+            }
+            Ok(watcher::Event::Init) => {}
+            Err(e) => tracing::warn!(error = %e, "TelephonyService watch failed; retrying"),
+        }
+    }
+}
+
+/// A cheap list that proves the API still answers for this scope.
+async fn probe(st: Arc<Readiness>, api: Api<TelephonyService>) {
+    let mut tick = tokio::time::interval(st.freshness.probe_period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let one = ListParams::default().limit(1);
+    loop {
+        tick.tick().await;
+        let started = now_ms();
+        let probe = tokio::time::timeout(st.freshness.probe_period(), api.list_metadata(&one));
+        if let Ok(Ok(_)) = probe.await {
+            st.freshness.probe_ok(started);
+        }
+    }
+}
+
+/// A worker went up or down: tell SSE clients the service's new answer at once.
+async fn push_heartbeat_changes(
+    st: Arc<Readiness>,
+    mut changed: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(service) = changed.recv().await {
+        let Some((namespace, name)) = service.split_once('/') else { continue };
+        let Some(store) = st.store_for(namespace) else { continue };
+        if let Some(t) = store.get(&reflector::ObjectRef::new(name).within(namespace)) {
+            let _ = st.changes.send(Change::Status(Arc::new(st.view_of(&t))));
+        }
+    }
+}
+
+/// Staleness flips change every answer: tell SSE clients.
+async fn push_staleness_flips(st: Arc<Readiness>) {
+    let mut was_stale = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let stale = st.freshness.is_stale(now_ms());
+        if stale != was_stale {
+            tracing::info!(stale, "readiness data {}", if stale { "went stale" } else { "is fresh" });
+            for v in st.all() {
+                let _ = st.changes.send(Change::Status(Arc::new(v)));
+            }
+            was_stale = stale;
+        }
+    }
 }

@@ -115,8 +115,29 @@ pub fn retry_after(tsvc: &TelephonyService, healthy: bool, now_ms: i64) -> Optio
     Some(secs.min(MAX_RETRY_AFTER_SECS))
 }
 
-/// Whether the app may send calls, and the word for it.
-pub fn word(tsvc: &TelephonyService, stale: bool) -> (Word, bool) {
+/// What the readiness service's own heartbeat streams say about one service's workers, ahead of
+/// the kubelet and the operator (see `heartbeat`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heartbeats {
+    /// Workers that are up: the kubelet calls them Ready *and* their beats flow.
+    pub up: i32,
+    /// The last worker that went down, and why: `pod calls-7d9f-x2x: its stream closed`.
+    pub last_down: Option<String>,
+}
+
+/// Whether the app may send calls, and the word for it. With `heartbeats`, a service is healthy
+/// only while at least one of its workers beats: the status alone lags a crash by seconds.
+pub fn word(tsvc: &TelephonyService, stale: bool, heartbeats: Option<&Heartbeats>) -> (Word, bool) {
+    let (word, healthy) = word_from_status(tsvc, stale);
+    let ready = tsvc.status.as_ref().map_or(0, |s| s.ready_replicas);
+    match heartbeats {
+        Some(hb) if healthy && hb.up == 0 => (Word::Degraded, false),
+        Some(hb) if word == Word::Ready && hb.up < ready => (Word::Degraded, true),
+        _ => (word, healthy),
+    }
+}
+
+fn word_from_status(tsvc: &TelephonyService, stale: bool) -> (Word, bool) {
     let Some(status) = tsvc.status.as_ref().filter(|s| s.observed_generation.is_some()) else {
         return (Word::Unknown, false);
     };
@@ -135,9 +156,17 @@ pub fn word(tsvc: &TelephonyService, stale: bool) -> (Word, bool) {
 pub const STALE_MESSAGE: &str =
     "the readiness service has lost its watch of the Kubernetes API; state unknown";
 
-/// The answer for `tsvc`, confirmed at `confirmed_ms`; `stale` when the watch can't be trusted.
-pub fn view(tsvc: &TelephonyService, confirmed_ms: i64, stale: bool, now_ms: i64) -> StatusView {
-    let (word, healthy) = word(tsvc, stale);
+/// The answer for `tsvc`, confirmed at `confirmed_ms`; `stale` when the watch can't be trusted;
+/// `heartbeats` when the readiness service follows the workers' heartbeats.
+pub fn view(
+    tsvc: &TelephonyService,
+    confirmed_ms: i64,
+    stale: bool,
+    now_ms: i64,
+    heartbeats: Option<&Heartbeats>,
+) -> StatusView {
+    let (word, healthy) = word(tsvc, stale, heartbeats);
+    let (_, healthy_by_status) = word_from_status(tsvc, stale);
     let has_status = tsvc.status.as_ref().is_some_and(|s| s.observed_generation.is_some());
     let status = tsvc.status.clone().unwrap_or_default();
     let time = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.to_string();
@@ -148,7 +177,7 @@ pub fn view(tsvc: &TelephonyService, confirmed_ms: i64, stale: bool, now_ms: i64
         healthy,
         timestamp: confirmed_ms,
         phase: has_status.then_some(status.phase),
-        ready_replicas: status.ready_replicas,
+        ready_replicas: heartbeats.map_or(status.ready_replicas, |hb| hb.up.min(status.ready_replicas)),
         replicas: status.replicas,
         restarts: status.restart_budget.as_ref().map(|b| Restarts {
             used: b.used,
@@ -156,7 +185,14 @@ pub fn view(tsvc: &TelephonyService, confirmed_ms: i64, stale: bool, now_ms: i64
             window_seconds: b.window_seconds,
             resets_at: b.resets_at.as_ref().map(time),
         }),
-        message: if stale { Some(STALE_MESSAGE.into()) } else { status.message.clone() },
+        message: if stale {
+            Some(STALE_MESSAGE.into())
+        } else if healthy_by_status && !healthy {
+            let why = heartbeats.and_then(|hb| hb.last_down.as_deref()).unwrap_or("none has connected yet");
+            Some(format!("no worker is answering its heartbeat ({why})"))
+        } else {
+            status.message.clone()
+        },
         endpoint: status.endpoint.clone(),
         last_transition_time: status
             .conditions
@@ -216,7 +252,7 @@ mod tests {
             (Phase::Progressing, 0, Word::Pending, 503),
         ];
         for (phase, ready, word, code) in cases {
-            let v = view(&tsvc(phase, ready), 42, false, NOW);
+            let v = view(&tsvc(phase, ready), 42, false, NOW, None);
             assert_eq!((v.status, v.http_status()), (word, code), "{phase:?} with {ready} ready");
             assert_eq!(v.healthy, code == 200);
             assert_eq!(v.retry_after.is_some(), code == 503, "Retry-After exactly on a 503");
@@ -226,17 +262,47 @@ mod tests {
 
     #[test]
     fn never_a_stale_ready() {
-        let v = view(&tsvc(Phase::Ready, 2), 42, true, NOW);
+        let v = view(&tsvc(Phase::Ready, 2), 42, true, NOW, None);
         assert_eq!((v.status, v.http_status()), (Word::Unknown, 503));
         assert!(v.message.unwrap().contains("unknown"));
         assert_eq!(v.retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
     }
 
     #[test]
+    fn heartbeats_make_a_ready_status_unavailable_the_moment_no_worker_beats() {
+        let hb = |up, last_down: Option<&str>| Heartbeats { up, last_down: last_down.map(String::from) };
+        let ready = tsvc(Phase::Ready, 2);
+        let v = view(&ready, 42, false, NOW, Some(&hb(2, None)));
+        assert_eq!((v.status, v.http_status(), v.ready_replicas), (Word::Ready, 200, 2));
+
+        let one_down = hb(1, Some("pod calls-a: its stream closed"));
+        let v = view(&ready, 42, false, NOW, Some(&one_down));
+        assert_eq!((v.status, v.http_status(), v.ready_replicas), (Word::Degraded, 200, 1));
+
+        let all_down = hb(0, Some("pod calls-b: no beat for 300 ms"));
+        let v = view(&ready, 42, false, NOW, Some(&all_down));
+        assert_eq!((v.status, v.http_status(), v.ready_replicas), (Word::Degraded, 503, 0));
+        assert_eq!(v.retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
+        assert_eq!(
+            v.message.as_deref(),
+            Some("no worker is answering its heartbeat (pod calls-b: no beat for 300 ms)")
+        );
+        let v = view(&ready, 42, false, NOW, Some(&hb(0, None)));
+        assert!(v.message.unwrap().contains("none has connected yet"));
+
+        // Beats never make a service healthy that the status calls unavailable (both must agree).
+        for phase in [Phase::Failed, Phase::Paused, Phase::Pending] {
+            let v = view(&tsvc(phase, 0), 42, false, NOW, Some(&hb(3, None)));
+            assert_eq!(v.http_status(), 503, "{phase:?}");
+        }
+        assert_eq!(view(&ready, 42, true, NOW, Some(&hb(2, None))).status, Word::Unknown);
+    }
+
+    #[test]
     fn no_status_yet_is_unknown() {
         let mut t = tsvc(Phase::Ready, 2);
         t.status = None;
-        assert_eq!(view(&t, 0, false, NOW).status, Word::Unknown);
+        assert_eq!(view(&t, 0, false, NOW, None).status, Word::Unknown);
     }
 
     #[test]
@@ -250,21 +316,36 @@ mod tests {
             resets_at: Some(at(NOW + 299_500)),
         });
         s.backoff = Some(BackoffStatus { attempt: 1, next_attempt_at: Some(at(NOW + 10_000)) });
-        assert_eq!(view(&failed, 0, false, NOW).retry_after, Some(300), "Failed: until the budget resets");
+        assert_eq!(
+            view(&failed, 0, false, NOW, None).retry_after,
+            Some(300),
+            "Failed: until the budget resets"
+        );
 
         let mut backing_off = tsvc(Phase::Degraded, 0);
         backing_off.status.as_mut().unwrap().backoff =
             Some(BackoffStatus { attempt: 2, next_attempt_at: Some(at(NOW + 8_000)) });
-        assert_eq!(view(&backing_off, 0, false, NOW).retry_after, Some(8), "restarting: the next attempt");
+        assert_eq!(
+            view(&backing_off, 0, false, NOW, None).retry_after,
+            Some(8),
+            "restarting: the next attempt"
+        );
 
         let mut overdue = backing_off.clone();
         overdue.status.as_mut().unwrap().backoff.as_mut().unwrap().next_attempt_at = Some(at(NOW - 5_000));
-        assert_eq!(view(&overdue, 0, false, NOW).retry_after, Some(1), "overdue: soon, never 0 or negative");
+        assert_eq!(
+            view(&overdue, 0, false, NOW, None).retry_after,
+            Some(1),
+            "overdue: soon, never 0 or negative"
+        );
 
         let mut far = failed.clone();
         far.status.as_mut().unwrap().restart_budget.as_mut().unwrap().resets_at = Some(at(NOW + 86_400_000));
-        assert_eq!(view(&far, 0, false, NOW).retry_after, Some(MAX_RETRY_AFTER_SECS));
-        assert_eq!(view(&tsvc(Phase::Pending, 0), 0, false, NOW).retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
+        assert_eq!(view(&far, 0, false, NOW, None).retry_after, Some(MAX_RETRY_AFTER_SECS));
+        assert_eq!(
+            view(&tsvc(Phase::Pending, 0), 0, false, NOW, None).retry_after,
+            Some(DEFAULT_RETRY_AFTER_SECS)
+        );
     }
 
     #[test]
@@ -274,7 +355,7 @@ mod tests {
             |ms| Failure { reason: "Error".into(), message: "exit 2".into(), pod: "p".into(), at: at(ms) };
         t.status.as_mut().unwrap().history.failures = vec![failure(NOW - 2_000), failure(NOW - 1_000)];
         t.status.as_mut().unwrap().last_failure = Some(failure(NOW - 1_000));
-        let v = view(&t, 0, false, NOW);
+        let v = view(&t, 0, false, NOW, None);
         assert_eq!(v.recent_failures.len(), 2);
         assert_eq!(v.recent_failures[1].at, at(NOW - 1_000).0.to_string());
         assert_eq!(v.last_failure.unwrap().message, "exit 2");
@@ -282,7 +363,8 @@ mod tests {
 
     #[test]
     fn old_clients_find_their_three_fields() {
-        let json = serde_json::to_value(view(&tsvc(Phase::Ready, 2), 1703001234567, false, NOW)).unwrap();
+        let json =
+            serde_json::to_value(view(&tsvc(Phase::Ready, 2), 1703001234567, false, NOW, None)).unwrap();
         assert_eq!(json["status"], "ready");
         assert_eq!(json["healthy"], true);
         assert_eq!(json["timestamp"], 1703001234567i64);

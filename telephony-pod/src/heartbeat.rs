@@ -1,0 +1,75 @@
+//! `GET /v1/heartbeat`: the stream the readiness service holds to each worker, so the main app
+//! learns of a dead or hung worker in milliseconds instead of at the kubelet's next probe.
+//!
+//! The stream opens with `event: hello` carrying the period, then sends `data: beat` every period
+//! while the worker is ready. A dead process closes its socket at once (the kernel does it); a hung
+//! or not-ready one goes silent, and the reader gives up after 3 periods. On shutdown the stream
+//! ends, so a draining worker is down at once and the server isn't held open by it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{stream, StreamExt};
+use tokio::time::MissedTickBehavior;
+
+use crate::api::{AppState, Readiness};
+
+pub async fn stream(State(s): State<AppState>) -> Response {
+    let period = s.config.heartbeat_period;
+    let hello = Event::default().event("hello").data(format!("{{\"periodMs\":{}}}", period.as_millis()));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let beats = stream::unfold((tick, s.readiness.clone()), |(mut tick, readiness)| async move {
+        loop {
+            tick.tick().await;
+            match beat(&readiness) {
+                Beat::Stop => return None,
+                Beat::Send => {
+                    return Some((Ok::<_, Infallible>(Event::default().data("beat")), (tick, readiness)))
+                }
+                Beat::Skip => {}
+            }
+        }
+    });
+    Sse::new(stream::once(async { Ok(hello) }).chain(beats)).into_response()
+}
+
+#[derive(Debug, PartialEq)]
+enum Beat {
+    Send,
+    /// Not ready (Telnyx unreachable, first check pending): silent, so the reader marks it down.
+    Skip,
+    /// Shutting down: the stream ends.
+    Stop,
+}
+
+fn beat(readiness: &Arc<Readiness>) -> Beat {
+    if readiness.is_shutting_down() {
+        Beat::Stop
+    } else if readiness.problem().is_none() {
+        Beat::Send
+    } else {
+        Beat::Skip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_only_while_ready_and_end_on_shutdown() {
+        let r = Arc::new(Readiness::default());
+        assert_eq!(beat(&r), Beat::Skip, "before the first Telnyx check");
+        r.record(Ok(()));
+        assert_eq!(beat(&r), Beat::Send);
+        r.record(Err("Telnyx check failed".into()));
+        assert_eq!(beat(&r), Beat::Skip);
+        r.record(Ok(()));
+        r.shut_down();
+        assert_eq!(beat(&r), Beat::Stop);
+    }
+}
