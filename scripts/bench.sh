@@ -4,7 +4,7 @@
 # (.cluster-bench/): first with the real node (detection of real kills), then with the simulated
 # node (scale: convergence, readiness, detection without a kubelet).
 #   scripts/bench.sh                 all benchmarks at full size
-#   REAL_KILLS=50 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
+#   REAL_KILLS=50 REAL_HANGS=20 HEARTBEAT_STREAMS=2000 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -37,12 +37,15 @@ bench() {
   echo "tables and the simulated node for the others, release builds."
   echo "Each table compares with a baseline measured in the same run."
   echo
-  echo "Targets: detection p99 [< 1 s; the in-process design polled every 30 s]; convergence"
+  echo "Targets: detection p99 [< 1 s; the in-process design polled every 30 s]; through the heartbeat"
+  echo "[kill → 503 p99 ≤ 100 ms, hang → 503 p99 ≤ 500 ms, ≤ +10 MiB readiness RSS with 2000 streams]; convergence"
   echo "[operator ≥ 0.7× the baseline's throughput]; operator memory [≤ 25 MiB at 1000 services];"
   echo "readiness [≥ nginx with one worker, p99 < 2 ms at 10 connections, RSS < 20 MiB with 1000 services;"
   echo "at 50 connections wrk and the server share the 2 cores, and p99 is queueing for both servers]."
   node real >&2
-  bench real-detection --kills "${REAL_KILLS:-50}" --applies "${REAL_APPLIES:-20}" --services 10
+  bench real-detection --kills "${REAL_KILLS:-50}" --hangs "${REAL_HANGS:-20}" --applies "${REAL_APPLIES:-20}" --services 10 \
+    --operator "$T/telephony-operator"
+  bench heartbeat --streams "${HEARTBEAT_STREAMS:-2000}" --operator "$T/telephony-operator"
   node sim >&2
   bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
   bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000}" --operator "$T/telephony-operator"

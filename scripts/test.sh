@@ -107,7 +107,8 @@ if want bench; then
   cargo build --quiet -p bench -p telephony-operator -p telephony-pod
   if [ "$STAGE" = bench ]; then scripts/images.sh; fi
   DIALTONE_NODE=real scripts/cluster.sh up
-  "$T/dialtone-bench" real-detection --kills 2 --applies 2 --services 2
+  "$T/dialtone-bench" real-detection --kills 2 --hangs 2 --applies 2 --services 2 --operator "$T/telephony-operator"
+  "$T/dialtone-bench" heartbeat --streams 20 --seconds 1 --operator "$T/telephony-operator"
   scripts/cluster.sh down
 
   step "cluster up, simulated node (the benchmarks' scale mode): its harness test, the scale benchmarks"

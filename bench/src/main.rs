@@ -4,8 +4,11 @@
 mod convergence;
 mod crd;
 mod detection;
+mod hang;
+mod heartbeat;
 mod readiness;
 mod real_detection;
+mod sse;
 mod stats;
 mod worker;
 
@@ -27,6 +30,8 @@ enum Bench {
     RealDetection(real_detection::Args),
     /// Convergence at scale (N services until all Ready) vs direct writes; operator memory and CPU.
     Convergence(convergence::Args),
+    /// The readiness service's memory and CPU following N worker heartbeat streams.
+    Heartbeat(heartbeat::Args),
     /// Readiness service throughput vs nginx, and its memory with N services.
     Readiness(readiness::Args),
     /// Latency the worker adds over a direct call to the same mock, and its start-up time.
@@ -41,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Convergence(args) => convergence::run(args).await,
         Bench::Worker(args) => worker::run(args).await,
         Bench::Readiness(args) => readiness::run(args).await,
+        Bench::Heartbeat(args) => heartbeat::run(args).await,
     }
 }

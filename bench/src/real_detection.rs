@@ -1,9 +1,10 @@
 //! Failure detection on the real node: the chart's operator and readiness pods supervise one
 //! worker pod; its process is killed from the host (SIGKILL) and timed to (a) the kubelet's pod
 //! status write, seen on a watch (the floor: the kubelet notices through its 1 s relist), (b) the
-//! TelephonyService status counting the failure, and (c) the readiness Service answering 503
-//! (polled every 2 ms through its ClusterIP, as an app would). The target: the operator and the
-//! readiness service add at most 50 ms at p99 on top of the kubelet's write.
+//! TelephonyService status counting the failure, (c) the readiness Service answering 503 (polled
+//! every 2 ms through its ClusterIP, as an app would) and its SSE stream saying so: the heartbeat
+//! path, and (d) a second readiness service with heartbeats off answering 503: the same kill seen
+//! through Kubernetes alone. Then the worker hangs (SIGSTOP), timed to the 503 (`hang`).
 //!
 //! Also: apply → worker pod Ready, and the resident memory of the node's components and of the
 //! operator, readiness and worker pods with `--services` services.
@@ -20,12 +21,19 @@ use telephony_operator::crd::{Phase, TelephonyService};
 use testing::{node, tool, wait_until, TestNamespace};
 
 use crate::stats::{ms, percentile, rss_mib};
+use crate::{hang, sse};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Worker process kills to time (a fresh pod each).
     #[arg(long, default_value_t = 50)]
     kills: usize,
+    /// Worker hangs (SIGSTOP, then SIGCONT) to time.
+    #[arg(long, default_value_t = 20)]
+    hangs: usize,
+    /// The telephony-operator binary, for the readiness service with heartbeats off (the baseline).
+    #[arg(long, default_value = "target/release/telephony-operator")]
+    operator: std::path::PathBuf,
     /// TelephonyServices applied one by one, timed to their worker pod's Ready.
     #[arg(long, default_value_t = 20)]
     applies: usize,
@@ -65,7 +73,7 @@ fn dead(p: &Pod) -> bool {
     statuses.is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_none())))
 }
 
-fn ready(p: &Pod) -> bool {
+pub fn ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -106,7 +114,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     app.api::<Secret>().create(&PostParams::default(), &secret).await?;
 
-    let kills = kill_samples(&app, &label, &readiness_ip, args.kills).await?;
+    // Kubernetes alone: a readiness service on the host with heartbeats off, for the same kills.
+    let port = testing::free_port();
+    let _baseline = tokio::process::Command::new(&args.operator)
+        .args(["readiness", "--log-format=json", "--namespaces", &app.name, "--worker-heartbeat=false"])
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .env("KUBECONFIG", testing::kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let readiness = Readiness {
+        heartbeat: format!("http://{readiness_ip}"),
+        kubernetes: format!("http://127.0.0.1:{port}"),
+    };
+    let kills = kill_samples(&app, &label, &readiness, args.kills).await?;
+    let hangs = hang::samples(&app, &readiness.heartbeat, args.hangs).await?;
+    app.api::<TelephonyService>().delete("bench", &DeleteParams::default()).await?;
     let applies = apply_samples(&app, &label, args.applies).await?;
     let memory = memory(&app, &system, &label, args.services).await?;
     let _ = tool("helm", &["uninstall", &release, "-n", &system.name, "--wait"], None);
@@ -119,29 +142,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "\n## Failure detection on the real node ({} kills of the worker process; {chart})\n",
         args.kills
     );
-    println!("| measured | p50 | p99 | max |");
-    println!("| --- | --- | --- | --- |");
-    let rows: [(&str, &Vec<Duration>); 6] = [
+    table(&[
+        ("kill → readiness answers 503 (heartbeat)", &kills.unavailable),
+        ("kill → the app's SSE subscriber is told (heartbeat)", &kills.told),
+        ("kill → readiness answers 503 (heartbeats off: Kubernetes alone)", &kills.unavailable_k8s),
         ("kill → kubelet writes the pod not Ready (baseline: the kubelet)", &kills.not_ready),
         ("kill → kubelet writes the container dead (baseline: the kubelet)", &kills.dead),
         ("kill → TelephonyService status counts it", &kills.status),
-        ("kill → readiness answers 503", &kills.unavailable),
         ("kubelet's dead write → status counts it (the operator)", &kills.status_after_pod),
-        ("kubelet's not-Ready write → readiness 503 (operator + readiness)", &kills.unavailable_after_pod),
-    ];
-    for (what, s) in rows {
-        let p = |q| ms(percentile(s, q));
-        println!("| {what} | {} | {} | {} |", p(50.0), p(99.0), p(100.0));
-    }
+        (
+            "kubelet's not-Ready write → 503, heartbeats off (operator + readiness)",
+            &kills.unavailable_after_pod,
+        ),
+    ]);
+    println!(
+        "\n## A hung worker on the real node ({} SIGSTOPs; heartbeat every 100 ms, down after 3 missed)\n",
+        args.hangs
+    );
+    table(&[
+        ("hang → readiness answers 503 (heartbeat)", &hangs.unavailable),
+        ("hang → the app's SSE subscriber is told (heartbeat)", &hangs.told),
+    ]);
+    println!(
+        "\nWithout the heartbeat a hang is seen only when the kubelet's probes fail: with this spec \
+         (probes every 2 s, timeout 1 s, 3 failures) at least 6 s."
+    );
     println!("\n## Apply → worker pod Ready ({} TelephonyServices, one at a time)\n", args.applies);
-    println!("| measured | p50 | p99 | max |");
-    println!("| --- | --- | --- | --- |");
-    for (what, s) in
-        [("apply → worker pod Ready", &applies.pod), ("apply → TelephonyService Ready", &applies.service)]
-    {
-        let p = |q| ms(percentile(s, q));
-        println!("| {what} | {} | {} | {} |", p(50.0), p(99.0), p(100.0));
-    }
+    table(&[
+        ("apply → worker pod Ready", &applies.pod),
+        ("apply → TelephonyService Ready", &applies.service),
+    ]);
     println!("\n## Resident memory with {} services (one worker each), MiB\n", args.services);
     println!("| process | RSS |");
     println!("| --- | --- |");
@@ -151,31 +181,64 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// p50, p99 and max of each row.
+pub fn table(rows: &[(&str, &Vec<Duration>)]) {
+    println!("| measured | p50 | p99 | max |");
+    println!("| --- | --- | --- | --- |");
+    for (what, s) in rows {
+        let p = |q| ms(percentile(s, q));
+        println!("| {what} | {} | {} | {} |", p(50.0), p(99.0), p(100.0));
+    }
+}
+
+/// The two readiness services the kills are timed with.
+struct Readiness {
+    /// The chart's, following the workers' heartbeats (its Service's ClusterIP).
+    heartbeat: String,
+    /// One with heartbeats off, on the host: Kubernetes alone.
+    kubernetes: String,
+}
+
 #[derive(Default)]
 struct Kills {
     not_ready: Vec<Duration>,
     dead: Vec<Duration>,
     status: Vec<Duration>,
     unavailable: Vec<Duration>,
+    told: Vec<Duration>,
+    unavailable_k8s: Vec<Duration>,
     status_after_pod: Vec<Duration>,
     unavailable_after_pod: Vec<Duration>,
+}
+
+/// The HTTP status of a readiness answer (None: no answer).
+pub async fn code(url: &str) -> Option<u16> {
+    testing::http().get(url).send().await.ok().map(|r| r.status().as_u16())
+}
+
+/// Polls `url` every 2 ms until it answers `want`; when.
+pub async fn until(url: &str, want: u16) -> anyhow::Result<Instant> {
+    loop {
+        if code(url).await == Some(want) {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn kill_samples(
     app: &TestNamespace,
     label: &str,
-    readiness_ip: &str,
+    readiness: &Readiness,
     n: usize,
 ) -> anyhow::Result<Kills> {
     let tsvcs = app.api::<TelephonyService>();
     tsvcs.create(&PostParams::default(), &service("bench", label)?).await?;
     let pods = app.api::<Pod>();
-    let url = format!("http://{readiness_ip}/v1/status/{}/bench", app.name);
-    let http = testing::http();
-    let code = |url: String| {
-        let http = http.clone();
-        async move { http.get(url).send().await.ok().map(|r| r.status().as_u16()) }
-    };
+    let path = format!("/v1/status/{}/bench", app.name);
+    let (url, url_k8s) =
+        (format!("{}{path}", readiness.heartbeat), format!("{}{path}", readiness.kubernetes));
+    let mut events = sse::follow(&readiness.heartbeat, &app.name, "bench");
     let mut out = Kills::default();
     for i in 0..n {
         // A fresh pod each time: the kubelet holds a second restart of one container in
@@ -184,17 +247,20 @@ async fn kill_samples(
             let list =
                 pods.list(&ListParams::default().labels(&format!("{SERVICE_LABEL}=bench"))).await.ok()?;
             let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
-            (code(url.clone()).await? == 200).then(|| p.name_any())
+            (code(&url).await? == 200 && code(&url_k8s).await? == 200).then(|| p.name_any())
         })
         .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sse::drain(&mut events);
         let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
         let mut tsvc_watch = watcher(tsvcs.clone(), by_name("bench")).applied_objects().boxed();
         let mut pod_watch = watcher(pods.clone(), by_name(&pod)).applied_objects().boxed();
         let before = tsvc_watch.try_next().await?.as_ref().map_or(0, used);
         pod_watch.try_next().await?;
 
+        let (pid, _) = node::container_process(&pods, &pod).await;
         let t0 = Instant::now();
-        node::signal_container(&pods, &pod, node::SIGKILL).await;
+        node::signal_process(pid, node::SIGKILL);
         // The kubelet's writes: the first not Ready (its readiness probe, or the death), and the
         // first saying the container is dead (its 1 s relist); often two writes, in that order.
         let pod_written = async {
@@ -218,35 +284,37 @@ async fn kill_samples(
             }
             anyhow::bail!("TelephonyService watch ended")
         };
-        let unavailable = async {
-            loop {
-                if code(url.clone()).await == Some(503) {
-                    return Ok::<_, anyhow::Error>(Instant::now());
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        let ((t_not_ready, t_dead), t_status, t_503) = tokio::time::timeout(Duration::from_secs(30), async {
-            futures::try_join!(pod_written, counted, unavailable)
-        })
-        .await??;
+        let ((t_not_ready, t_dead), t_status, t_503, t_told, t_503_k8s) =
+            tokio::time::timeout(Duration::from_secs(30), async {
+                futures::try_join!(
+                    pod_written,
+                    counted,
+                    until(&url, 503),
+                    sse::unhealthy(&mut events),
+                    until(&url_k8s, 503)
+                )
+            })
+            .await??;
         out.not_ready.push(t_not_ready - t0);
         out.dead.push(t_dead - t0);
         out.status.push(t_status - t0);
         out.unavailable.push(t_503 - t0);
+        out.told.push(t_told.saturating_duration_since(t0));
+        out.unavailable_k8s.push(t_503_k8s - t0);
         out.status_after_pod.push(t_status.saturating_duration_since(t_dead));
-        out.unavailable_after_pod.push(t_503.saturating_duration_since(t_not_ready));
+        out.unavailable_after_pod.push(t_503_k8s.saturating_duration_since(t_not_ready));
         eprintln!(
-            "kill {:>3}: not ready {} dead {} status {} 503 {}",
+            "kill {:>3}: 503 {} told {} | kubelet not ready {} dead {} | status {} | 503 without heartbeat {}",
             i + 1,
+            ms(t_503 - t0),
+            ms(t_told.saturating_duration_since(t0)),
             ms(t_not_ready - t0),
             ms(t_dead - t0),
             ms(t_status - t0),
-            ms(t_503 - t0)
+            ms(t_503_k8s - t0)
         );
         pods.delete(&pod, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await?;
     }
-    tsvcs.delete("bench", &DeleteParams::default()).await?;
     Ok(out)
 }
 

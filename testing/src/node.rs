@@ -86,12 +86,23 @@ pub async fn running_container(pods: &Api<Pod>, pod: &str, timeout: Duration) ->
 /// Sends `signal` from the host to the process of `pod`'s container, once it runs (a container
 /// waiting out CrashLoopBackOff has none); returns the restart count before the signal.
 pub async fn signal_container(pods: &Api<Pod>, pod: &str, signal: i32) -> i32 {
+    let (pid, restarts) = container_process(pods, pod).await;
+    signal_process(pid, signal);
+    restarts
+}
+
+/// The host PID of `pod`'s container process, once it runs, and the restart count: finding it
+/// takes two `ctr` calls, so a benchmark finds it first and starts its clock at the signal.
+pub async fn container_process(pods: &Api<Pod>, pod: &str) -> (i32, i32) {
     let (id, restarts) = running_container(pods, pod, Duration::from_secs(90)).await;
     let pid = container_pid(&id).unwrap_or_else(|| panic!("no process for container {id}"));
+    (pid, restarts)
+}
+
+pub fn signal_process(pid: i32, signal: i32) {
     // SAFETY: kill(2) with a PID read from containerd; no memory is shared.
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill -{signal} {pid}: {}", std::io::Error::last_os_error());
-    restarts
 }
 
 /// Cuts one pod off from the Telnyx mock: its packets to the mock's port are answered with a TCP
