@@ -389,7 +389,7 @@ async fn readiness_cut_off_from_the_workers_answers_503(app: &TestNamespace, ins
     })
     .await;
     let message = got["message"].as_str().unwrap_or_default();
-    assert!(message.contains("no worker is answering its heartbeat"), "{got}");
+    assert!(message.contains("no worker is available"), "{got}");
     let ready = |p: &k8s_openapi::api::core::v1::Pod| {
         let conditions = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")

@@ -121,7 +121,7 @@ async fn a_hung_or_killed_worker_is_unavailable_through_its_heartbeat_before_kub
     let (took, body) = until_code(&r, &ns.name, 503, 5).await;
     eprintln!("hang → readiness 503 in {took:?}: {}", body["message"]);
     let message = body["message"].as_str().unwrap_or_default();
-    assert_eq!(message, format!("no worker is answering its heartbeat (pod {pod}: no heartbeat for 300 ms)"));
+    assert_eq!(message, format!("no worker is available (pod {pod}: no heartbeat for 300 ms)"));
     let kube_ready = pods.get(&pod).await.expect("pod").status.and_then(|s| s.conditions).unwrap_or_default();
     assert!(
         kube_ready.iter().any(|c| c.type_ == "Ready" && c.status == "True"),

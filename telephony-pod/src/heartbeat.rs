@@ -2,9 +2,10 @@
 //! learns of a dead or hung worker in milliseconds instead of at the kubelet's next probe.
 //!
 //! The stream opens with `event: hello` carrying the period, then sends `data: beat` every period
-//! while the worker is ready. A dead process closes its socket at once (the kernel does it); a hung
-//! or not-ready one goes silent, and the reader gives up after 3 periods. On shutdown the stream
-//! ends, so a draining worker is down at once and the server isn't held open by it.
+//! while the worker is ready, and `event: unready` with the reason (the same as `/readyz`'s) while
+//! it is not: the reader knows at once, and why. A dead process closes its socket at once (the
+//! kernel does it); a hung one goes silent, and the reader gives up after 3 periods. On shutdown
+//! the stream ends, so a draining worker is down at once and the server isn't held open by it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,36 +24,33 @@ pub async fn stream(State(s): State<AppState>) -> Response {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let beats = stream::unfold((tick, s.readiness.clone()), |(mut tick, readiness)| async move {
-        loop {
-            tick.tick().await;
-            match beat(&readiness) {
-                Beat::Stop => return None,
-                Beat::Send => {
-                    return Some((Ok::<_, Infallible>(Event::default().data("beat")), (tick, readiness)))
-                }
-                Beat::Skip => {}
-            }
-        }
+        tick.tick().await;
+        let event = match beat(&readiness) {
+            Beat::Stop => return None,
+            Beat::Ready => Event::default().data("beat"),
+            Beat::Unready(why) => Event::default().event("unready").data(why),
+        };
+        Some((Ok::<_, Infallible>(event), (tick, readiness)))
     });
     Sse::new(stream::once(async { Ok(hello) }).chain(beats)).into_response()
 }
 
 #[derive(Debug, PartialEq)]
 enum Beat {
-    Send,
-    /// Not ready (Telnyx unreachable, first check pending): silent, so the reader marks it down.
-    Skip,
+    Ready,
+    /// Not ready (Telnyx unreachable, first check pending): no beat, the reason instead.
+    Unready(String),
     /// Shutting down: the stream ends.
     Stop,
 }
 
 fn beat(readiness: &Arc<Readiness>) -> Beat {
     if readiness.is_shutting_down() {
-        Beat::Stop
-    } else if readiness.problem().is_none() {
-        Beat::Send
-    } else {
-        Beat::Skip
+        return Beat::Stop;
+    }
+    match readiness.problem() {
+        None => Beat::Ready,
+        Some(why) => Beat::Unready(why.replace(['\r', '\n'], " ")),
     }
 }
 
@@ -61,13 +59,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn beats_only_while_ready_and_end_on_shutdown() {
+    fn beats_only_while_ready_says_why_not_and_ends_on_shutdown() {
         let r = Arc::new(Readiness::default());
-        assert_eq!(beat(&r), Beat::Skip, "before the first Telnyx check");
+        assert_eq!(beat(&r), Beat::Unready("waiting for the first Telnyx check".into()));
         r.record(Ok(()));
-        assert_eq!(beat(&r), Beat::Send);
-        r.record(Err("Telnyx check failed".into()));
-        assert_eq!(beat(&r), Beat::Skip);
+        assert_eq!(beat(&r), Beat::Ready);
+        r.record(Err("Telnyx check failed:\nunreachable".into()));
+        assert_eq!(beat(&r), Beat::Unready("Telnyx check failed: unreachable".into()));
         r.record(Ok(()));
         r.shut_down();
         assert_eq!(beat(&r), Beat::Stop);

@@ -189,7 +189,7 @@ pub fn view(
             Some(STALE_MESSAGE.into())
         } else if healthy_by_status && !healthy {
             let why = heartbeats.and_then(|hb| hb.last_down.as_deref()).unwrap_or("none has connected yet");
-            Some(format!("no worker is answering its heartbeat ({why})"))
+            Some(format!("no worker is available ({why})"))
         } else {
             status.message.clone()
         },
@@ -283,10 +283,7 @@ mod tests {
         let v = view(&ready, 42, false, NOW, Some(&all_down));
         assert_eq!((v.status, v.http_status(), v.ready_replicas), (Word::Degraded, 503, 0));
         assert_eq!(v.retry_after, Some(DEFAULT_RETRY_AFTER_SECS));
-        assert_eq!(
-            v.message.as_deref(),
-            Some("no worker is answering its heartbeat (pod calls-b: no beat for 300 ms)")
-        );
+        assert_eq!(v.message.as_deref(), Some("no worker is available (pod calls-b: no beat for 300 ms)"));
         let v = view(&ready, 42, false, NOW, Some(&hb(0, None)));
         assert!(v.message.unwrap().contains("none has connected yet"));
 

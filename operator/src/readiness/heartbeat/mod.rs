@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 pub use pods::follow;
-use stream::Lost;
+use stream::{Lost, Signal};
 
 use super::now_ms;
 use super::view::Heartbeats;
@@ -158,15 +158,17 @@ impl Board {
         }
     }
 
-    fn lost(&self, service: &str, link: &Link, lost: Lost) {
+    /// The worker stopped beating, for `cause`: counted and told once per fall.
+    fn down(&self, service: &str, link: &Link, cause: &'static str, why: impl FnOnce() -> String) {
         if !link.beating.swap(false, Ordering::SeqCst) {
             return;
         }
-        tracing::info!(service, cause = lost.cause(), "worker down: {}", lost.describe());
+        let why = why();
+        tracing::info!(service, cause, "worker down: {why}");
         self.metrics.beating.dec();
-        self.metrics.lost.get_or_create(&CauseLabels { cause: lost.cause() }).inc();
+        self.metrics.lost.get_or_create(&CauseLabels { cause }).inc();
         if let Ok(mut last) = link.last_down.lock() {
-            *last = Some((now_ms(), lost.describe()));
+            *last = Some((now_ms(), why));
         }
         self.changed(service);
     }
@@ -186,11 +188,14 @@ impl Board {
 async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr: SocketAddr) {
     let mut failures = 0u32;
     loop {
-        let mut beats = 0u64;
-        let lost = stream::hold(addr, || {
-            beats += 1;
-            if beats == 1 {
-                board.beat(&service, &link);
+        let mut heard = false;
+        let lost = stream::hold(addr, |signal| {
+            heard = true;
+            match signal {
+                Signal::Beat => board.beat(&service, &link),
+                Signal::Unready(why) => {
+                    board.down(&service, &link, "unready", || format!("not ready: {why}"))
+                }
             }
         })
         .await;
@@ -198,8 +203,8 @@ async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr
             board.legacy(&service, &link);
             return;
         }
-        board.lost(&service, &link, lost);
-        failures = if beats > 0 { 0 } else { failures.saturating_add(1) };
+        board.down(&service, &link, lost.cause(), || lost.describe());
+        failures = if heard { 0 } else { failures.saturating_add(1) };
         tokio::time::sleep(retry_delay(failures)).await;
     }
 }
@@ -234,11 +239,12 @@ mod tests {
         board.beat("shop/calls", &link);
         assert_eq!(board.generation(), generation, "a beat that changes nothing changes no answer");
 
-        board.lost("shop/calls", &link, Lost::Closed);
+        let down = |lost: Lost| board.down("shop/calls", &link, lost.cause(), || lost.describe());
+        down(Lost::Closed);
         let hb = board.heartbeats("shop/calls");
         assert_eq!((hb.up, hb.last_down.as_deref()), (0, Some("pod calls-a: its heartbeat stream closed")));
         assert!(board.generation() > generation);
-        board.lost("shop/calls", &link, Lost::Refused);
+        down(Lost::Refused);
         assert_eq!(
             board.metrics.lost.get_or_create(&CauseLabels { cause: "closed" }).get(),
             1,
@@ -246,6 +252,10 @@ mod tests {
         );
         assert_eq!(board.metrics.lost.get_or_create(&CauseLabels { cause: "refused" }).get(), 0);
 
+        board.beat("shop/calls", &link);
+        board.down("shop/calls", &link, "unready", || "not ready: Telnyx check failed".into());
+        let hb = board.heartbeats("shop/calls");
+        assert_eq!(hb.last_down.as_deref(), Some("pod calls-a: not ready: Telnyx check failed"));
         board.legacy("shop/calls", &link);
         assert_eq!(up(&board), 1, "an old worker without heartbeats: the kubelet decides");
         board.remove("shop/calls", "calls-a");

@@ -62,8 +62,18 @@ impl Lost {
     }
 }
 
-/// Connects to `addr`, calls `on_beat` for every beat, and returns when the stream is lost.
-pub async fn hold(addr: SocketAddr, mut on_beat: impl FnMut()) -> Lost {
+/// What a worker says on its stream, every period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Alive and ready.
+    Beat,
+    /// Alive, not ready, and why (its `/readyz` reason).
+    Unready(String),
+}
+
+/// Connects to `addr`, calls `on` with what each read carried (its last signal), and returns when
+/// the stream is lost.
+pub async fn hold(addr: SocketAddr, mut on: impl FnMut(Signal)) -> Lost {
     let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Lost::Refused,
@@ -95,7 +105,9 @@ pub async fn hold(addr: SocketAddr, mut on_beat: impl FnMut()) -> Lost {
         match frames.push(&buf[chunk]) {
             Some(pushed) => {
                 period = pushed.period.or(period);
-                (0..pushed.beats).for_each(|_| on_beat());
+                if let Some(signal) = pushed.last {
+                    on(signal);
+                }
             }
             None => return Lost::Rejected(200),
         }
@@ -135,7 +147,8 @@ fn head(bytes: &[u8]) -> Head {
 /// What one read of the stream carried.
 #[derive(Debug, Default, PartialEq)]
 pub struct Pushed {
-    pub beats: u32,
+    /// The last signal (only the latest state matters).
+    pub last: Option<Signal>,
     /// From a hello: the worker's beat period.
     pub period: Option<Duration>,
 }
@@ -153,7 +166,7 @@ impl Frames {
         for &b in bytes.iter().filter(|&&b| b != b'\r') {
             if b == b'\n' && self.frame.last() == Some(&b'\n') {
                 match parse(&self.frame) {
-                    Frame::Beat => pushed.beats += 1,
+                    Frame::Signal(signal) => pushed.last = Some(signal),
                     Frame::Hello(p) => pushed.period = Some(p),
                     Frame::Other => {}
                 }
@@ -169,10 +182,13 @@ impl Frames {
 }
 
 enum Frame {
-    Beat,
+    Signal(Signal),
     Hello(Duration),
     Other,
 }
+
+/// Longest reason kept from an `unready` frame (status messages stay small).
+const MAX_REASON: usize = 200;
 
 fn parse(frame: &[u8]) -> Frame {
     let text = String::from_utf8_lossy(frame);
@@ -180,7 +196,8 @@ fn parse(frame: &[u8]) -> Frame {
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(|v| v.trim_start().to_string()))
     };
     match (field("event").as_deref(), field("data")) {
-        (None, Some(d)) if d == "beat" => Frame::Beat,
+        (None, Some(d)) if d == "beat" => Frame::Signal(Signal::Beat),
+        (Some("unready"), Some(d)) => Frame::Signal(Signal::Unready(d.chars().take(MAX_REASON).collect())),
         (Some("hello"), Some(d)) => serde_json::from_str::<serde_json::Value>(&d)
             .ok()
             .and_then(|v| v["periodMs"].as_u64())
@@ -198,10 +215,16 @@ mod tests {
     fn frames_are_found_across_reads_and_line_endings() {
         let mut f = Frames::default();
         let hello = f.push(b"event: hello\ndata: {\"periodMs\":100}\n\nda").unwrap();
-        assert_eq!(hello, Pushed { beats: 0, period: Some(Duration::from_millis(100)) });
-        assert_eq!(f.push(b"ta: beat\n").unwrap().beats, 0, "half a frame is no beat");
-        assert_eq!(f.push(b"\ndata: beat\n\ndata: beat\r\n\r\n").unwrap().beats, 3);
+        assert_eq!(hello, Pushed { last: None, period: Some(Duration::from_millis(100)) });
+        assert_eq!(f.push(b"ta: beat\n").unwrap().last, None, "half a frame is no beat");
+        assert_eq!(f.push(b"\ndata: beat\n\ndata: beat\r\n\r\n").unwrap().last, Some(Signal::Beat));
         assert_eq!(f.push(b": comment\n\ndata: other\n\n").unwrap(), Pushed::default());
+        let unready = f.push(b"data: beat\n\nevent: unready\ndata: Telnyx check failed\n\n").unwrap();
+        assert_eq!(
+            unready.last,
+            Some(Signal::Unready("Telnyx check failed".into())),
+            "the latest state wins"
+        );
         let clamped = f.push(b"event: hello\ndata: {\"periodMs\":1}\n\n").unwrap();
         assert_eq!(clamped.period, Some(Duration::from_millis(20)));
     }
@@ -242,14 +265,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_stream_is_lost_at_once_and_a_silent_one_after_three_periods() {
-        let mut beats = 0;
+        let mut signals = vec![];
         let started = std::time::Instant::now();
-        assert_eq!(hold(worker(BEATING, true).await, || beats += 1).await, Lost::Closed);
-        assert_eq!(beats, 2);
+        assert_eq!(hold(worker(BEATING, true).await, |s| signals.push(s)).await, Lost::Closed);
+        assert_eq!(signals, [Signal::Beat]);
         assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
 
         let started = std::time::Instant::now();
-        assert_eq!(hold(worker(BEATING, false).await, || {}).await, Lost::Silent(150));
+        assert_eq!(hold(worker(BEATING, false).await, |_| {}).await, Lost::Silent(150));
         let took = started.elapsed();
         assert!((Duration::from_millis(150)..Duration::from_millis(400)).contains(&took), "{took:?}");
     }
@@ -257,9 +280,9 @@ mod tests {
     #[tokio::test]
     async fn refused_and_rejected_say_so() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert_eq!(hold(free, || {}).await, Lost::Refused);
+        assert_eq!(hold(free, |_| {}).await, Lost::Refused);
         let old = worker(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false).await;
-        assert_eq!(hold(old, || {}).await, Lost::Rejected(404));
+        assert_eq!(hold(old, |_| {}).await, Lost::Rejected(404));
         assert_eq!(Lost::Rejected(404).describe(), "its heartbeat endpoint answered HTTP 404");
     }
 }
