@@ -38,6 +38,8 @@ const CONCURRENCY: usize = 50;
 
 struct Run {
     n: usize,
+    /// The operator's writes to the API by kind, over the run (`dialtone_api_writes_total`).
+    writes: Vec<(String, u64)>,
     operator: Duration,
     baseline: Duration,
     rss_mib: f64,
@@ -113,6 +115,18 @@ async fn reconciles(admin: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `dialtone_api_writes_total` by kind.
+async fn writes(admin: &str) -> Vec<(String, u64)> {
+    let body = testing::get(&format!("{admin}/metrics")).await.map(|r| r.1).unwrap_or_default();
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("dialtone_api_writes_total{kind=\"")?;
+            let (kind, value) = rest.split_once("\"} ")?;
+            Some((kind.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The operator converging `n` services; returns the time, RSS at 0 services, and the run's figures.
 async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     let ns = namespace("bench-conv-op").await?;
@@ -158,10 +172,12 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last status writes settle
     let (cpu_after, rss) = usage(pid);
     let count = reconciles(&admin).await;
+    let writes = writes(&admin).await;
     let _ = child.kill().await;
     drain(ns).await;
     let run = Run {
         n,
+        writes,
         operator: took,
         baseline: Duration::ZERO,
         rss_mib: rss,
@@ -257,6 +273,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             base / op.max(f64::EPSILON),
             op * 1000.0 / r.n as f64
         );
+    }
+    println!("\n## API writes per service, create to Ready\n");
+    println!("The baseline writes 3 per service (Deployment, Service, one status); both also create the TelephonyService.\n");
+    println!("| N | operator writes per service | by kind |");
+    println!("| --- | --- | --- |");
+    for r in &runs {
+        let total: u64 = r.writes.iter().map(|(_, v)| v).sum();
+        let per = |v: u64| v as f64 / r.n.max(1) as f64;
+        let kinds: Vec<String> = r.writes.iter().map(|(k, v)| format!("{k} {:.2}", per(*v))).collect();
+        println!("| {} | {:.2} | {} |", r.n, per(total), kinds.join(", "));
     }
     println!("\n## Operator memory and CPU\n");
     println!("RSS 2 s after the last service is Ready (the operator's code is most of the RSS at 0).\n");

@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -30,13 +28,14 @@ use crate::admin::Health;
 use crate::crd::TelephonyService;
 use crate::desired;
 use crate::liveness::PodObservation;
-use crate::metrics::{ErrorLabel, Metrics, ReasonLabel};
+use crate::metrics::{ErrorLabel, Metrics};
 use crate::names::{app, MANAGER, SERVICE_LABEL};
 use crate::slim::{self, CachedDeployment, CachedPod, CachedService};
 use crate::status_cache::StatusCache;
 use crate::supervisor::{self, Announcement, Severity};
 use crate::worker_readiness;
 
+mod act;
 mod error;
 pub use error::Error;
 
@@ -141,7 +140,7 @@ impl Watches {
             tsvc_config,
             health,
             0,
-            Some(slim::telephony_service),
+            Some(slim::telephony_service_for_reconcile),
         );
         // Only a new spec or reset annotation calls for a look: status changes are this operator's
         // own writes, which it already knows (see `Context::written`).
@@ -293,96 +292,12 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         jitter: rand::random::<f64>(),
     });
 
-    // Act: children, then status (refused if our view was stale), then restarts and events.
-    let pp = PatchParams::apply(MANAGER).force();
-    if let Some(d) = &decision.deployment {
-        Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-            .patch(&d.name_any(), &pp, &Patch::Apply(d))
-            .await
-            .map_err(|source| Error::Apply { kind: "Deployment", name: d.name_any(), source })?;
-    }
-    if let Some(s) = &decision.service {
-        Api::<Service>::namespaced(ctx.client.clone(), &ns)
-            .patch(&s.name_any(), &pp, &Patch::Apply(s))
-            .await
-            .map_err(|source| Error::Apply { kind: "Service", name: s.name_any(), source })?;
-    }
-    if tsvc.status.as_ref() != Some(&decision.status) {
-        let patch = serde_json::json!({
-            "apiVersion": TelephonyService::api_version(&()),
-            "kind": TelephonyService::kind(&()),
-            "metadata": { "name": name },
-            "status": decision.status,
-        });
-        let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), &ns);
-        match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
-            Ok(written) => {
-                ctx.written.remember(uid, written.resource_version(), decision.status.clone(), || {
-                    ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
-                })
-            }
-            Err(e) => {
-                ctx.written.forget(&uid); // unknown outcome: trust the watch again
-                return Err(Error::Status(e));
-            }
-        }
-    }
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    for pod in &decision.restart_pods {
-        tracing::info!(%ns, service = %name, %pod, "restarting hung worker pod");
-        let uid = ctx.pods.get(&ObjectRef::new(pod).within(&ns)).and_then(|p| p.uid());
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions { uid, resource_version: None }),
-            ..Default::default()
-        };
-        match pods_api.delete(pod, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(source) => return Err(Error::Restart { pod: pod.clone(), source }),
-        }
-    }
-    for f in &decision.failures {
-        ctx.metrics.failures.get_or_create(&ReasonLabel { reason: f.reason.clone() }).inc();
-    }
-    if decision.budget_exhausted {
-        ctx.metrics.budget_exhaustions.inc();
-    }
-    publish(&ctx, &tsvc, &decision.events).await;
+    act::act(&ctx, &tsvc, &ns, &decision).await?;
 
     if let Ok(mut retries) = ctx.retries.lock() {
         retries.remove(&ObjectRef::from_obj(cached.as_ref()));
     }
     Ok(Action::requeue(decision.requeue))
-}
-
-async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]) {
-    if events.is_empty() {
-        return;
-    }
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    let reference = tsvc.object_ref(&());
-    for e in events {
-        let event = KubeEvent {
-            type_: match e.severity {
-                Severity::Normal => EventType::Normal,
-                Severity::Warning => EventType::Warning,
-            },
-            reason: e.reason.to_string(),
-            note: Some(truncate(&e.note, 1000)),
-            action: e.reason.to_string(),
-            secondary: None,
-        };
-        if let Err(err) = recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %err, reason = e.reason, "could not publish event");
-        }
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// Exponential requeue with jitter: 0.5 s, 1 s, 2 s ... capped at 5 min.
@@ -420,6 +335,6 @@ fn warn_user(tsvc: &Arc<TelephonyService>, error: &Error, ctx: &Arc<Context>) {
     if due {
         let (tsvc, ctx) = (tsvc.clone(), ctx.clone());
         let event = Announcement { severity: Severity::Warning, reason, note };
-        tokio::spawn(async move { publish(&ctx, &tsvc, &[event]).await });
+        tokio::spawn(async move { act::publish(&ctx, &tsvc, &[event]).await });
     }
 }

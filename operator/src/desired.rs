@@ -250,4 +250,4 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod desired;
+#[cfg(test)]
+mod fixtures;
 pub mod heap;
 pub mod leader;
 pub mod liveness;

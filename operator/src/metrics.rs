@@ -25,6 +25,12 @@ pub struct ErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    /// `deployment`, `service`, `status`, `pod` (a restart), `event`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     namespace: String,
     name: String,
@@ -38,6 +44,7 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub failures: Family<ReasonLabel, Counter>,
     pub budget_exhaustions: Counter,
+    pub writes: Family<WriteLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -49,6 +56,7 @@ impl Default for Metrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             failures: Family::default(),
             budget_exhaustions: Counter::default(),
+            writes: Family::default(),
         }
     }
 }
@@ -71,7 +79,12 @@ impl Metrics {
             "Times a restart budget was exhausted (circuit opened)",
             self.budget_exhaustions.clone(),
         );
+        r.register("api_writes", "Writes to the Kubernetes API, by kind", self.writes.clone());
         registry.register_collector(Box::new(PhaseCollector { store }));
+    }
+
+    pub fn wrote(&self, kind: &'static str) {
+        self.writes.get_or_create(&WriteLabel { kind }).inc();
     }
 
     /// Counts and times one reconcile when dropped, so errors and early returns are measured too

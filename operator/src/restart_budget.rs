@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::backoff;
-use crate::crd::{BackoffSpec, Failure, History, TelephonyServiceSpec};
+use crate::crd::{BackoffSpec, Failure, History, RestartBudgetStatus, TelephonyServiceSpec};
 use crate::liveness::truncate;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +65,9 @@ pub enum Transition {
     HalfOpen,
 }
 
+/// What one step of the budget decided.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct Step {
     pub history: History,
     /// Pods the operator restarts (deletes, so their ReplicaSet replaces them).
     pub restart: Vec<String>,
@@ -77,7 +78,7 @@ pub struct Decision {
     pub requeue: Option<Duration>,
 }
 
-pub fn step(policy: &Policy, prev: &History, input: Input) -> Decision {
+pub fn step(policy: &Policy, prev: &History, input: Input) -> Step {
     let mut h = prev.clone();
     let now = input.now;
     let mut transitions = Vec::new();
@@ -164,11 +165,21 @@ pub fn step(policy: &Policy, prev: &History, input: Input) -> Decision {
         let resets = resets_at(policy, &h).unwrap_or(now);
         wake = earliest(wake, until(now, next.max(if h.circuit_open { resets } else { next })));
     }
-    Decision { history: h, restart, recorded, transitions, requeue: wake }
+    Step { history: h, restart, recorded, transitions, requeue: wake }
 }
 
 /// When the budget next changes: while the circuit is open, when it may half-open; otherwise when
 /// the oldest failure leaves the window.
+/// The budget as the status shows it.
+pub fn status(policy: &Policy, h: &History) -> RestartBudgetStatus {
+    RestartBudgetStatus {
+        used: u32::try_from(h.failures.len()).unwrap_or(u32::MAX),
+        max: policy.max_restarts,
+        window_seconds: u32::try_from(policy.window.as_secs()).unwrap_or(u32::MAX),
+        resets_at: resets_at(policy, h).map(Time),
+    }
+}
+
 pub fn resets_at(policy: &Policy, h: &History) -> Option<Timestamp> {
     let max = policy.max_restarts as usize;
     if h.failures.len() > max {

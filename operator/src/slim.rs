@@ -20,6 +20,7 @@ use kube::Resource;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
+use crate::conditions::ConditionType;
 use crate::crd::TelephonyService;
 use crate::liveness::PodObservation;
 use crate::names::{APPLIED_HASH, RESET_RESTART_BUDGET, SERVICE_LABEL};
@@ -220,15 +221,46 @@ fn identity(m: ObjectMeta) -> ObjectMeta {
     }
 }
 
-/// The spec and status are all read; of the metadata, its identity and the reset annotation
-/// (labels were already matched by the watch's selector).
-pub fn telephony_service(t: &mut TelephonyService) {
+/// The operator's cache: the spec and status are all read; of the metadata, its identity and the
+/// reset annotation (labels were already matched by the watch's selector).
+pub fn telephony_service_for_reconcile(t: &mut TelephonyService) {
     let mut m = std::mem::take(&mut t.metadata);
     let reset = m.annotations.as_mut().and_then(|a| a.remove(RESET_RESTART_BUDGET));
     t.metadata = ObjectMeta {
         annotations: reset.map(|r| BTreeMap::from([(RESET_RESTART_BUDGET.to_string(), r)])),
         ..identity(m)
     };
+}
+
+/// The readiness service's cache: only what answers need (name, namespace, status with its Ready condition): with a thousand
+/// services cached, the rest of each object would be most of the service's memory.
+pub fn telephony_service_for_answers(t: &mut TelephonyService) {
+    let meta = &mut t.metadata;
+    *meta = kube::api::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        ..Default::default()
+    };
+    t.spec.image = String::new();
+    t.spec.telnyx.connection_id = String::new();
+    t.spec.telnyx.base_url = String::new();
+    t.spec.resources = Default::default();
+    t.spec.pod = Default::default();
+    if let Some(s) = t.status.as_mut() {
+        // The failures in the budget window stay (at most maxRestarts + 1), for the timeline.
+        let failures = std::mem::take(&mut s.history.failures);
+        s.history = Default::default();
+        s.history.failures = failures;
+        for f in &mut s.history.failures {
+            (f.message, f.pod) = (String::new(), String::new());
+        }
+        s.conditions.retain(|c| c.type_ == ConditionType::Ready.as_str());
+        for c in &mut s.conditions {
+            c.message = String::new();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +379,7 @@ mod tests {
             ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{...}".to_string()),
         ]));
         let spec = t.spec.clone();
-        telephony_service(&mut t);
+        telephony_service_for_reconcile(&mut t);
         assert_eq!(
             t.metadata.annotations.map(|a| a.into_keys().collect::<Vec<_>>()),
             Some(vec![RESET_RESTART_BUDGET.to_string()])

@@ -126,7 +126,7 @@ fn env_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::sample;
+    use crate::fixtures::sample;
 
     #[test]
     fn the_sample_is_valid() {

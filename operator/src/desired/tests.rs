@@ -1,17 +1,5 @@
 use super::*;
-use crate::crd::TelephonyServiceSpec;
-
-pub(crate) fn sample() -> TelephonyService {
-    let spec: TelephonyServiceSpec = serde_json::from_value(serde_json::json!({
-        "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
-        "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "conn-1" }
-    }))
-    .unwrap();
-    let mut t = TelephonyService::new("calls", spec);
-    t.metadata.namespace = Some("shop".into());
-    t.metadata.uid = Some("uid-1".into());
-    t
-}
+use crate::fixtures::sample;
 
 fn container(d: &Deployment) -> Container {
     d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].clone()

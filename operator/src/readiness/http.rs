@@ -265,7 +265,7 @@ mod tests {
     use tower::ServiceExt;
 
     fn service(phase: Phase, ready: i32) -> TelephonyService {
-        let mut t = crate::desired::tests::sample();
+        let mut t = crate::fixtures::sample();
         t.status = Some(TelephonyServiceStatus {
             phase,
             observed_generation: Some(1),

@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::conditions::ConditionType;
 use crate::crd::{Phase, TelephonyService};
 
 /// A 503 tells the app to come back after this many seconds when nothing better is known
@@ -197,7 +198,7 @@ pub fn view(
         last_transition_time: status
             .conditions
             .iter()
-            .find(|c| c.type_ == "Ready")
+            .find(|c| c.type_ == ConditionType::Ready.as_str())
             .map(|c| time(&c.last_transition_time)),
         next_attempt_at: status.backoff.as_ref().and_then(|b| b.next_attempt_at.as_ref()).map(time),
         retry_after: retry_after(tsvc, healthy, now_ms),
@@ -225,7 +226,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     fn tsvc(phase: Phase, ready: i32) -> TelephonyService {
-        let mut t = crate::desired::tests::sample();
+        let mut t = crate::fixtures::sample();
         t.status = Some(TelephonyServiceStatus {
             phase,
             observed_generation: Some(1),

@@ -1,5 +1,8 @@
 use super::*;
-use crate::desired::tests::sample;
+use crate::conditions;
+use crate::crd::Phase;
+use crate::fixtures::sample;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).unwrap()
@@ -156,7 +159,10 @@ fn four_crashes_exhaust_the_budget_and_scale_to_zero_until_reset() {
     assert!(reasons(&failed).contains(&"RestartBudgetExhausted"));
     assert_eq!(sim.replicas(), 0, "circuit open: the Deployment is scaled to 0");
     assert_eq!(failed.status.replicas, 0);
-    assert!(conditions::is_true(&failed.status.conditions, conditions::BUDGET_EXHAUSTED));
+    assert!(conditions::is_true(
+        &failed.status.conditions,
+        conditions::ConditionType::RestartBudgetExhausted
+    ));
     assert_eq!(ready_reason(&failed), "RestartBudgetExhausted");
     assert_eq!(failed.status.restart_budget.as_ref().unwrap().resets_at, Some(Time(t(610))));
 

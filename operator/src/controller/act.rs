@@ -1,0 +1,114 @@
+//! The act step of a reconcile: what the supervisor decided, written to Kubernetes in order:
+//! children, then status (refused if our view was stale), then restarts, metrics and events.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::{Context, Error};
+use crate::crd::TelephonyService;
+use crate::metrics::ReasonLabel;
+use crate::names::MANAGER;
+use crate::supervisor::{Announcement, Decision, Severity};
+
+pub(super) async fn act(
+    ctx: &Context,
+    tsvc: &TelephonyService,
+    ns: &str,
+    decision: &Decision,
+) -> Result<(), Error> {
+    let name = tsvc.name_any();
+    let uid = tsvc.uid().unwrap_or_default();
+    let pp = PatchParams::apply(MANAGER).force();
+    if let Some(d) = &decision.deployment {
+        Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+            .patch(&d.name_any(), &pp, &Patch::Apply(d))
+            .await
+            .map_err(|source| Error::Apply { kind: "Deployment", name: d.name_any(), source })?;
+        ctx.metrics.wrote("deployment");
+    }
+    if let Some(s) = &decision.service {
+        Api::<Service>::namespaced(ctx.client.clone(), ns)
+            .patch(&s.name_any(), &pp, &Patch::Apply(s))
+            .await
+            .map_err(|source| Error::Apply { kind: "Service", name: s.name_any(), source })?;
+        ctx.metrics.wrote("service");
+    }
+    if tsvc.status.as_ref() != Some(&decision.status) {
+        let patch = serde_json::json!({
+            "apiVersion": TelephonyService::api_version(&()),
+            "kind": TelephonyService::kind(&()),
+            "metadata": { "name": name },
+            "status": decision.status,
+        });
+        let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), ns);
+        match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+            Ok(written) => {
+                ctx.metrics.wrote("status");
+                ctx.written.remember(uid, written.resource_version(), decision.status.clone(), || {
+                    ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
+                })
+            }
+            Err(e) => {
+                ctx.written.forget(&uid); // unknown outcome: trust the watch again
+                return Err(Error::Status(e));
+            }
+        }
+    }
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    for pod in &decision.restart_pods {
+        tracing::info!(%ns, service = %name, %pod, "restarting hung worker pod");
+        let uid = ctx.pods.get(&ObjectRef::new(pod).within(ns)).and_then(|p| p.uid());
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..Default::default()
+        };
+        match pods_api.delete(pod, &dp).await {
+            Ok(_) => ctx.metrics.wrote("pod"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(source) => return Err(Error::Restart { pod: pod.clone(), source }),
+        }
+    }
+    for f in &decision.failures {
+        ctx.metrics.failures.get_or_create(&ReasonLabel { reason: f.reason.clone() }).inc();
+    }
+    if decision.budget_exhausted {
+        ctx.metrics.budget_exhaustions.inc();
+    }
+    publish(ctx, tsvc, &decision.events).await;
+    Ok(())
+}
+
+pub(super) async fn publish(ctx: &Context, tsvc: &TelephonyService, events: &[Announcement]) {
+    if events.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = tsvc.object_ref(&());
+    for e in events {
+        let event = KubeEvent {
+            type_: match e.severity {
+                Severity::Normal => EventType::Normal,
+                Severity::Warning => EventType::Warning,
+            },
+            reason: e.reason.to_string(),
+            note: Some(truncate(&e.note, 1000)),
+            action: e.reason.to_string(),
+            secondary: None,
+        };
+        match recorder.publish(&event, &reference).await {
+            Ok(()) => ctx.metrics.wrote("event"),
+            Err(err) => tracing::warn!(error = %err, reason = e.reason, "could not publish event"),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

@@ -1,0 +1,160 @@
+//! What one look finds: the workers' failures (liveness), the restart budget's verdict on them,
+//! the phase that follows, and when to look again.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::{Observed, RESYNC};
+use crate::crd::{Failure, History, Phase, TelephonyServiceStatus};
+use crate::liveness::{self, PodObservation};
+use crate::names::RESET_RESTART_BUDGET;
+use crate::restart_budget::{self, Policy, Transition};
+
+pub struct Assessment {
+    pub policy: Policy,
+    /// Ready workers, at most the desired number (a rollout's surge pod is ready too).
+    pub ready: i32,
+    pub all_ready: bool,
+    /// The circuit is open: too many failures, workers at 0.
+    pub open: bool,
+    pub was_open: bool,
+    pub desired_replicas: i32,
+    pub history: History,
+    pub used: u32,
+    pub resets_at: Option<Timestamp>,
+    pub last_failure: Option<Failure>,
+    /// The Deployment is rolling out, or workers are still starting.
+    pub rolling: bool,
+    /// A worker that can't start: its waiting reason and message.
+    pub stuck: Option<(String, String)>,
+    /// A worker running but not Ready past its startup timeout.
+    pub hung: bool,
+    /// A running worker's own word on why it is not Ready (e.g. Telnyx unreachable): pod, reason.
+    pub not_ready: Option<(String, String)>,
+    pub phase: Phase,
+    /// Failures recorded in this look (detected ones and operator restarts).
+    pub recorded: Vec<Failure>,
+    pub transitions: Vec<Transition>,
+    /// Pods the operator restarts.
+    pub restart: Vec<String>,
+    pub requeue: Duration,
+}
+
+/// Ready workers, at most the desired number.
+pub fn ready_workers(obs: &Observed) -> i32 {
+    let ready = obs.pods.iter().filter(|p| !p.deleting && p.ready).count();
+    i32::try_from(ready).unwrap_or(i32::MAX).min(obs.tsvc.spec.replicas)
+}
+
+pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) -> Assessment {
+    let spec = &obs.tsvc.spec;
+    let policy = Policy::from_spec(spec);
+    let live: Vec<&PodObservation> = obs.pods.iter().filter(|p| !p.deleting).collect();
+    let ready = ready_workers(obs);
+    let all_ready = spec.replicas > 0 && ready >= spec.replicas;
+
+    // Observe failures, then let the budget decide.
+    let detection = liveness::detect(&obs.pods, &prev.history.pods, policy.startup_timeout, obs.now);
+    let step = restart_budget::step(
+        &policy,
+        &prev.history,
+        restart_budget::Input {
+            generation,
+            reset_token: obs.tsvc.annotations().get(RESET_RESTART_BUDGET).map(String::as_str),
+            failures: detection.failures,
+            hung: detection.hung.clone(),
+            all_ready,
+            now: obs.now,
+            jitter: obs.jitter,
+        },
+    );
+    let mut history = step.history;
+    history.pods = detection.records;
+    let open = history.circuit_open;
+    let desired_replicas = if open { 0 } else { spec.replicas };
+    let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
+    let hung = !detection.hung.is_empty();
+    let used = u32::try_from(history.failures.len()).unwrap_or(u32::MAX);
+    // Once serving in this generation, losing workers is degradation, not "still starting".
+    let was_serving =
+        matches!(prev.phase, Phase::Ready | Phase::Degraded) && prev.observed_generation == Some(generation);
+    let phase = if open {
+        Phase::Failed
+    } else if spec.replicas == 0 {
+        Phase::Pending
+    } else if all_ready {
+        Phase::Ready
+    } else if used > 0 || stuck.is_some() || hung || was_serving {
+        Phase::Degraded
+    } else if live.is_empty() {
+        Phase::Pending
+    } else {
+        Phase::Progressing
+    };
+    // Starting workers is progress until they are Ready, as for `kubectl rollout status`. (The
+    // Deployment alone counts a created pod as rolled out, which would flip the condition, and
+    // cost a status write, between the pod's creation and its readiness.)
+    let rolling = rollout_in_progress(obs.deployment, desired_replicas, live.len())
+        || phase == Phase::Progressing
+        || (phase == Phase::Pending && spec.replicas > 0);
+    Assessment {
+        ready,
+        all_ready,
+        open,
+        was_open: prev.history.circuit_open,
+        desired_replicas,
+        used,
+        resets_at: restart_budget::resets_at(&policy, &history),
+        last_failure: step.recorded.last().cloned().or(prev.last_failure.clone()),
+        rolling,
+        stuck,
+        hung,
+        not_ready: live.iter().find_map(|p| Some((p.name.clone(), p.not_ready_reason.clone()?))),
+        phase,
+        requeue: requeue(step.requeue, &live, &policy, open, obs.now),
+        history,
+        recorded: step.recorded,
+        transitions: step.transitions,
+        restart: step.restart,
+        policy,
+    }
+}
+
+/// When to look again without an event: the budget's clock, and pods that may time out.
+fn requeue(
+    budget: Option<Duration>,
+    live: &[&PodObservation],
+    policy: &Policy,
+    open: bool,
+    now: Timestamp,
+) -> Duration {
+    let mut requeue = budget.unwrap_or(RESYNC).min(RESYNC);
+    for p in live.iter().filter(|p| p.running && !p.ready && !open) {
+        if let Some(since) = p.not_ready_since {
+            let deadline = since + jiff::SignedDuration::try_from(policy.startup_timeout).unwrap_or_default();
+            let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
+            requeue = requeue.min(wait + Duration::from_millis(100));
+        }
+    }
+    requeue
+}
+
+/// The Deployment hasn't converged on what was asked of it yet.
+fn rollout_in_progress(
+    d: Option<&k8s_openapi::api::apps::v1::Deployment>,
+    desired: i32,
+    live_pods: usize,
+) -> bool {
+    let Some(d) = d else { return true };
+    let s = d.status.clone().unwrap_or_default();
+    let observed = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let updated = s.updated_replicas.unwrap_or(0) >= desired;
+    let no_extra = i32::try_from(live_pods).unwrap_or(i32::MAX) <= desired;
+    !(observed && updated && no_extra)
+}
+
+fn is_stuck(reason: &str) -> bool {
+    liveness::STUCK_REASONS.contains(&reason)
+}

@@ -1,0 +1,54 @@
+//! The events one look publishes: each failure, each phase transition, the circuit's moves.
+
+use super::assess::Assessment;
+use super::status::failure_text;
+use super::{Announcement, Observed, Severity};
+use crate::crd::{Phase, TelephonyServiceStatus};
+use crate::desired;
+use crate::names::RESET_RESTART_BUDGET;
+use crate::restart_budget::Transition;
+
+pub fn choose(
+    obs: &Observed,
+    prev: &TelephonyServiceStatus,
+    a: &Assessment,
+    status: &TelephonyServiceStatus,
+    applying_deployment: bool,
+) -> Vec<Announcement> {
+    let mut events = Vec::new();
+    let mut say = |severity, reason, note| events.push(Announcement { severity, reason, note });
+    let message = || status.message.clone().unwrap_or_default();
+    if obs.deployment.is_none() && applying_deployment {
+        let note = format!("created Deployment and Service {}", desired::child_name(obs.tsvc));
+        say(Severity::Normal, "Created", note);
+    }
+    for f in &a.recorded {
+        say(Severity::Warning, "PodRestarted", failure_text(f));
+    }
+    for t in &a.transitions {
+        match t {
+            Transition::BudgetExhausted => say(Severity::Warning, "RestartBudgetExhausted", message()),
+            Transition::HalfOpen => {
+                let note =
+                    format!("the failure window slid; starting {} worker(s) again", obs.tsvc.spec.replicas);
+                say(Severity::Normal, "Resumed", note)
+            }
+            Transition::Reset { by_annotation } if a.was_open => {
+                let note = if *by_annotation {
+                    format!("restart budget reset by the {RESET_RESTART_BUDGET} annotation")
+                } else {
+                    "restart budget reset by a new spec generation".into()
+                };
+                say(Severity::Normal, "Resumed", note)
+            }
+            Transition::Reset { .. } => {}
+        }
+    }
+    match a.phase {
+        _ if a.phase == prev.phase => {}
+        Phase::Ready => say(Severity::Normal, "Ready", message()),
+        Phase::Degraded => say(Severity::Warning, "Degraded", message()),
+        _ => {}
+    }
+    events
+}

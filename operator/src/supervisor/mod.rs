@@ -1,0 +1,126 @@
+//! What the operator decides for one TelephonyService, as a pure function of what it observed:
+//! the children to apply, the pods to restart, the status to write and the events to publish.
+//!
+//! [`decide`] runs named steps, each in its own module: validate (or hand off: invalid spec,
+//! paused) → [`assess`] the workers and the budget → build the children → [`status`] →
+//! [`events`] → when to look again.
+
+mod assess;
+mod events;
+mod hands_off;
+mod status;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+
+use crate::conditions::Conditions;
+use crate::crd::{Failure, TelephonyService, TelephonyServiceStatus};
+use crate::desired;
+use crate::liveness::PodObservation;
+use crate::restart_budget::Transition;
+use crate::validate::validate;
+
+/// Look again at least this often, even when nothing happens.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Everything observed about one service.
+pub struct Observed<'a> {
+    pub tsvc: &'a TelephonyService,
+    pub deployment: Option<&'a Deployment>,
+    pub service: Option<&'a Service>,
+    pub pods: Vec<PodObservation>,
+    pub now: Timestamp,
+    /// A random number in [0, 1) for backoff jitter.
+    pub jitter: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// An event to publish on the TelephonyService.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announcement {
+    pub severity: Severity,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Apply these (only what differs from what is there).
+    pub deployment: Option<Deployment>,
+    pub service: Option<Service>,
+    /// Pods the operator restarts (deletes).
+    pub restart_pods: Vec<String>,
+    pub status: TelephonyServiceStatus,
+    pub events: Vec<Announcement>,
+    /// Failures detected in this look (for metrics).
+    pub failures: Vec<Failure>,
+    pub budget_exhausted: bool,
+    pub requeue: Duration,
+}
+
+impl Decision {
+    /// Report `status`, touch nothing (invalid spec, paused).
+    fn hands_off(status: TelephonyServiceStatus, events: Vec<Announcement>) -> Decision {
+        Decision {
+            deployment: None,
+            service: None,
+            restart_pods: vec![],
+            status,
+            events,
+            failures: vec![],
+            budget_exhausted: false,
+            requeue: RESYNC,
+        }
+    }
+}
+
+pub fn decide(obs: &Observed) -> Decision {
+    let prev = obs.tsvc.status.clone().unwrap_or_default();
+    let generation = obs.tsvc.metadata.generation.unwrap_or(0);
+    let conditions = Conditions::new(&prev.conditions, generation, obs.now);
+
+    let problems = validate(&obs.tsvc.spec);
+    if !problems.is_empty() {
+        return hands_off::invalid_spec(&prev, &conditions, generation, &problems);
+    }
+    if obs.tsvc.spec.paused {
+        return hands_off::paused(obs, &prev, &conditions, generation);
+    }
+    let a = assess::assess(obs, &prev, generation);
+    let (deployment, service) = children(obs, a.desired_replicas);
+    let status = status::build(obs.tsvc, &a, &conditions, generation);
+    let events = events::choose(obs, &prev, &a, &status, deployment.is_some());
+    Decision {
+        deployment,
+        service,
+        restart_pods: a.restart,
+        status,
+        events,
+        budget_exhausted: a.transitions.contains(&Transition::BudgetExhausted),
+        failures: a.recorded,
+        requeue: a.requeue,
+    }
+}
+
+/// The Deployment and Service to apply: only those that differ from what is there.
+fn children(obs: &Observed, replicas: i32) -> (Option<Deployment>, Option<Service>) {
+    let want_deployment = desired::deployment(obs.tsvc, replicas);
+    let want_service = desired::service(obs.tsvc);
+    let deployment = (obs.deployment.and_then(desired::applied_hash)
+        != desired::applied_hash(&want_deployment))
+    .then_some(want_deployment);
+    let service = (obs.service.and_then(desired::applied_hash) != desired::applied_hash(&want_service))
+        .then_some(want_service);
+    (deployment, service)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+//! The status one look writes: phase, counts, messages, and one function per condition.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::assess::Assessment;
+use crate::conditions::{ConditionType, Conditions};
+use crate::crd::{BackoffStatus, Failure, Phase, TelephonyService, TelephonyServiceStatus};
+use crate::desired;
+use crate::restart_budget;
+
+pub fn build(
+    tsvc: &TelephonyService,
+    a: &Assessment,
+    c: &Conditions,
+    generation: i64,
+) -> TelephonyServiceStatus {
+    let desired = tsvc.spec.replicas;
+    let (ready_reason, ready_message) = ready_reason(a, desired);
+    let degraded_message = degraded_message(a, &ready_message);
+    let budget_message = budget_message(a);
+    let message = match a.phase {
+        Phase::Ready => format!("{}/{desired} workers ready", a.ready),
+        Phase::Failed => budget_message.clone(),
+        Phase::Degraded => degraded_message.clone(),
+        Phase::Pending if desired == 0 => "scaled to 0 by spec.replicas".into(),
+        Phase::Pending => "creating workers: no worker pod yet".into(),
+        _ => format!("starting workers: {}/{desired} ready", a.ready),
+    };
+    TelephonyServiceStatus {
+        phase: a.phase,
+        observed_generation: Some(generation),
+        replicas: a.desired_replicas,
+        ready_replicas: a.ready,
+        ready: Some(format!("{}/{}", a.ready, a.desired_replicas)),
+        restarts: Some(format!("{}/{}", a.used, a.policy.max_restarts)),
+        message: Some(message),
+        conditions: vec![
+            c.set(ConditionType::Ready, a.all_ready && !a.open, &ready_reason, ready_message),
+            progressing(c, a),
+            degraded(c, a, &ready_reason, degraded_message),
+            budget_exhausted(c, a, budget_message),
+        ],
+        restart_budget: Some(restart_budget::status(&a.policy, &a.history)),
+        backoff: Some(BackoffStatus {
+            attempt: a.history.backoff_attempt,
+            next_attempt_at: a.history.next_attempt_at.clone(),
+        }),
+        last_failure: a.last_failure.clone(),
+        endpoint: Some(desired::endpoint(tsvc)),
+        history: a.history.clone(),
+    }
+}
+
+/// `<reason> in pod <pod>: <message>`.
+pub fn failure_text(f: &Failure) -> String {
+    format!("{} in pod {}: {}", f.reason, f.pod, f.message)
+}
+
+/// Why the service is (not) Ready, most specific first.
+fn ready_reason(a: &Assessment, desired: i32) -> (String, String) {
+    let ready = a.ready;
+    if a.open {
+        ("RestartBudgetExhausted".into(), "restart budget exhausted; workers scaled to 0".into())
+    } else if a.all_ready {
+        ("AllReplicasReady".into(), format!("{ready}/{desired} workers ready"))
+    } else if desired == 0 {
+        ("ScaledToZero".into(), "spec.replicas is 0".into())
+    } else if let Some((reason, message)) = &a.stuck {
+        (stuck_reason(reason, message), message.clone())
+    } else if a.hung {
+        ("ReadinessTimeout".into(), "a worker is running but not Ready past its startup timeout".into())
+    } else if let Some((pod, why)) = &a.not_ready {
+        ("ReplicasNotReady".into(), format!("{ready}/{desired} workers ready; {pod}: {why}"))
+    } else {
+        ("ReplicasNotReady".into(), format!("{ready}/{desired} workers ready"))
+    }
+}
+
+/// What keeps a worker from being Ready now says more than the last failure, which may be old.
+fn degraded_message(a: &Assessment, ready_message: &str) -> String {
+    match (&a.not_ready, &a.last_failure) {
+        (None, Some(f)) => failure_text(f),
+        _ => ready_message.to_string(),
+    }
+}
+
+fn budget_message(a: &Assessment) -> String {
+    let (used, max, window) = (a.used, a.policy.max_restarts, a.policy.window.as_secs());
+    if a.open {
+        let when = a.resets_at.map(|t| t.to_string()).unwrap_or_else(|| "later".into());
+        format!("{used} failures in {window}s exceed the budget of {max}; workers scaled to 0 until {when}")
+    } else {
+        format!("{used}/{max} failures in the last {window}s")
+    }
+}
+
+fn progressing(c: &Conditions, a: &Assessment) -> Condition {
+    if a.rolling {
+        c.set(ConditionType::Progressing, true, "RollingOut", "the worker Deployment is rolling out")
+    } else {
+        c.set(ConditionType::Progressing, false, "Complete", "rollout complete")
+    }
+}
+
+fn degraded(c: &Conditions, a: &Assessment, ready_reason: &str, message: String) -> Condition {
+    if a.phase == Phase::Degraded {
+        let reason = a.last_failure.as_ref().map_or(ready_reason, |f| f.reason.as_str());
+        c.set(ConditionType::Degraded, true, reason, message)
+    } else {
+        c.set(ConditionType::Degraded, false, "AsExpected", "every worker is healthy")
+    }
+}
+
+fn budget_exhausted(c: &Conditions, a: &Assessment, message: String) -> Condition {
+    let reason = if a.open { "TooManyFailures" } else { "WithinBudget" };
+    c.set(ConditionType::RestartBudgetExhausted, a.open, reason, message)
+}
+
+/// A precise Ready reason for a worker that can't start.
+fn stuck_reason(reason: &str, message: &str) -> String {
+    let m = message.to_ascii_lowercase();
+    match reason {
+        "CreateContainerConfigError" if m.contains("secret") && m.contains("not found") => {
+            "SecretNotFound".into()
+        }
+        "CreateContainerConfigError" if m.contains("couldn't find key") => "SecretKeyNotFound".into(),
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => "ImagePullFailed".into(),
+        other => other.to_string(),
+    }
+}
