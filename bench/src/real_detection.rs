@@ -211,9 +211,13 @@ struct Kills {
     unavailable_after_pod: Vec<Duration>,
 }
 
-/// The HTTP status of a readiness answer (None: no answer).
+/// The HTTP status of a readiness answer (None: no answer). One client for every poll: building
+/// one (its TLS roots) takes tens of milliseconds, and its kept-alive connection keeps asking the
+/// same readiness replica.
 pub async fn code(url: &str) -> Option<u16> {
-    testing::http().get(url).send().await.ok().map(|r| r.status().as_u16())
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(testing::http);
+    client.get(url).send().await.ok().map(|r| r.status().as_u16())
 }
 
 /// Polls `url` every 2 ms until it answers `want`; when.
