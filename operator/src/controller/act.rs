@@ -1,5 +1,9 @@
 //! The act step of a reconcile: what the supervisor decided, written to Kubernetes in order:
 //! children, then status (refused if our view was stale), then restarts, metrics and events.
+//! Fewer round trips per reconcile is more services converging per second: at N = 1000 on the
+//! simulated node the reconcile queue, not the API server, was the bottleneck.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -15,7 +19,7 @@ use crate::names::MANAGER;
 use crate::supervisor::{Announcement, Decision, Severity};
 
 pub(super) async fn act(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     tsvc: &TelephonyService,
     ns: &str,
     decision: &Decision,
@@ -23,20 +27,26 @@ pub(super) async fn act(
     let name = tsvc.name_any();
     let uid = tsvc.uid().unwrap_or_default();
     let pp = PatchParams::apply(MANAGER).force();
-    if let Some(d) = &decision.deployment {
+    // The Deployment and the Service don't depend on each other: one round trip for both.
+    let deployment = async {
+        let Some(d) = &decision.deployment else { return Ok(()) };
         Api::<Deployment>::namespaced(ctx.client.clone(), ns)
             .patch(&d.name_any(), &pp, &Patch::Apply(d))
             .await
             .map_err(|source| Error::Apply { kind: "Deployment", name: d.name_any(), source })?;
         ctx.metrics.wrote("deployment");
-    }
-    if let Some(s) = &decision.service {
+        Ok(())
+    };
+    let service = async {
+        let Some(s) = &decision.service else { return Ok(()) };
         Api::<Service>::namespaced(ctx.client.clone(), ns)
             .patch(&s.name_any(), &pp, &Patch::Apply(s))
             .await
             .map_err(|source| Error::Apply { kind: "Service", name: s.name_any(), source })?;
         ctx.metrics.wrote("service");
-    }
+        Ok(())
+    };
+    futures::try_join!(deployment, service)?;
     if tsvc.status.as_ref() != Some(&decision.status) {
         let patch = serde_json::json!({
             "apiVersion": TelephonyService::api_version(&()),
@@ -78,7 +88,11 @@ pub(super) async fn act(
     if decision.budget_exhausted {
         ctx.metrics.budget_exhaustions.inc();
     }
-    publish(ctx, tsvc, &decision.events).await;
+    // Events are best effort: published in the background, so the next reconcile need not wait.
+    if !decision.events.is_empty() {
+        let (ctx, tsvc, events) = (ctx.clone(), tsvc.clone(), decision.events.clone());
+        tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });
+    }
     Ok(())
 }
 

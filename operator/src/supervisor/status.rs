@@ -22,8 +22,7 @@ pub fn build(
         Phase::Ready => format!("{}/{desired} workers ready", a.ready),
         Phase::Failed => budget_message.clone(),
         Phase::Degraded => degraded_message.clone(),
-        Phase::Pending if desired == 0 => "scaled to 0 by spec.replicas".into(),
-        Phase::Pending => "creating workers: no worker pod yet".into(),
+        Phase::Pending => "scaled to 0 by spec.replicas".into(),
         _ => format!("starting workers: {}/{desired} ready", a.ready),
     };
     TelephonyServiceStatus {

@@ -75,7 +75,8 @@ fn a_new_service_gets_its_children_then_goes_ready() {
     let mut sim = Sim::new();
     let first = sim.look(0, vec![]);
     assert!(first.deployment.is_some() && first.service.is_some());
-    assert_eq!(first.status.phase, Phase::Pending);
+    assert_eq!(first.status.phase, Phase::Progressing);
+    assert_eq!(first.status.message.as_deref(), Some("starting workers: 0/1 ready"));
     assert_eq!(reasons(&first), vec!["Created"]);
     assert_eq!(first.status.endpoint.as_deref(), Some("http://calls-worker.shop.svc:8080"));
 
@@ -96,10 +97,9 @@ fn a_new_service_gets_its_children_then_goes_ready() {
 }
 
 /// Each status write costs the API server a write and every watcher an event: starting a service
-/// writes three (Pending, Progressing, Ready), whatever order the Deployment's and the pod's
-/// updates arrive in.
+/// writes two (Progressing, Ready), whatever order the Deployment's and the pod's updates arrive in.
 #[test]
-fn starting_a_service_writes_three_statuses() {
+fn starting_a_service_writes_two_statuses() {
     let mut sim = Sim::new();
     let mut statuses = vec![sim.look(0, vec![]).status];
     // The Deployment shows up in the cache; no pod yet.
@@ -119,12 +119,12 @@ fn starting_a_service_writes_three_statuses() {
     statuses.push(sim.look(2, vec![pod("w-1", true, 0)]).status);
     statuses.dedup();
     let phases: Vec<Phase> = statuses.iter().map(|s| s.phase).collect();
-    assert_eq!(phases, vec![Phase::Pending, Phase::Progressing, Phase::Ready]);
+    assert_eq!(phases, vec![Phase::Progressing, Phase::Ready]);
     let progressing = |s: &TelephonyServiceStatus| {
         s.conditions.iter().find(|c| c.type_ == "Progressing").map(|c| c.status.clone())
     };
-    assert_eq!(progressing(&statuses[1]).as_deref(), Some("True"), "starting workers is progress");
-    assert_eq!(progressing(&statuses[2]).as_deref(), Some("False"), "Ready: rollout complete");
+    assert_eq!(progressing(&statuses[0]).as_deref(), Some("True"), "starting workers is progress");
+    assert_eq!(progressing(&statuses[1]).as_deref(), Some("False"), "Ready: rollout complete");
 }
 
 #[test]
