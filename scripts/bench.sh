@@ -4,7 +4,8 @@
 # (.cluster-bench/): first with the real node (detection of real kills), then with the simulated
 # node (scale: convergence, readiness, detection without a kubelet).
 #   scripts/bench.sh                 all benchmarks at full size
-#   REAL_KILLS=50 REAL_HANGS=20 HEARTBEAT_STREAMS=2000 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000 READINESS_SERVICES=1000 WORKER_REQUESTS=1000 scripts/bench.sh
+#   REAL_KILLS=50 REAL_HANGS=20 HEARTBEAT_STREAMS=2000 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000,5000 \
+#     READINESS_SERVICES=1000 READINESS_SERVICES_LARGE=5000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -39,7 +40,8 @@ bench() {
   echo
   echo "Targets: detection p99 [< 1 s; the in-process design polled every 30 s]; through the heartbeat"
   echo "[kill → 503 p99 ≤ 100 ms, hang → 503 p99 ≤ 500 ms, ≤ +10 MiB readiness RSS with 2000 streams]; convergence"
-  echo "[operator ≥ 0.7× the baseline's throughput]; operator memory [≤ 25 MiB at 1000 services];"
+  echo "[operator ≥ 0.9× the baseline's throughput at 1000; time per service flat up to 5000]; operator memory"
+  echo "[≤ 25 MiB at 1000 services, ≤ 64 MiB at 5000; CPU ≤ 1.5 ms per reconcile]; readiness RSS [≤ 32 MiB at 5000];"
   echo "readiness [≥ nginx with one worker, p99 < 2 ms at 10 connections, RSS < 20 MiB with 1000 services;"
   echo "at 50 connections wrk and the server share the 2 cores, and p99 is queueing for both servers]."
   node real >&2
@@ -48,8 +50,10 @@ bench() {
   bench heartbeat --streams "${HEARTBEAT_STREAMS:-2000}" --operator "$T/telephony-operator"
   node sim >&2
   bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
-  bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000}" --operator "$T/telephony-operator"
+  bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000,5000}" --baseline-up-to 1000 --timeout-secs 1800 \
+    --operator "$T/telephony-operator"
   bench readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"
+  bench readiness --services "${READINESS_SERVICES_LARGE:-5000}" --seconds 5 --connections 10 --operator "$T/telephony-operator"
   bench worker --requests "${WORKER_REQUESTS:-1000}" --starts 5 --worker "$T/telephony-pod"
 } | tee "$tmp"
 mv "$tmp" "$out" && chmod 644 "$out"

@@ -181,6 +181,30 @@ pub struct PodSettings {
     pub env: Vec<EnvVar>,
 }
 
+/// Every condition the operator writes in `status.conditions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionType {
+    /// The app may send calls: every desired worker is Ready.
+    Ready,
+    /// The worker Deployment is rolling out (workers starting, or being replaced).
+    Progressing,
+    /// Workers are failing or missing after the service served.
+    Degraded,
+    /// Too many failures in the window: the circuit is open, workers at 0.
+    RestartBudgetExhausted,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => "Ready",
+            ConditionType::Progressing => "Progressing",
+            ConditionType::Degraded => "Degraded",
+            ConditionType::RestartBudgetExhausted => "RestartBudgetExhausted",
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[default]

@@ -3,4 +3,6 @@
 //! on Kubernetes objects (`names`).
 
 pub mod crd;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod names;

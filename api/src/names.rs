@@ -1,5 +1,6 @@
 //! Every label, annotation, field manager and reporter name Dialtone writes, in one place, so the
-//! operator, the simulated node, the benchmarks and the tests can't drift apart.
+//! operator, the simulated node, the benchmarks and the tests can't drift apart; and what
+//! Kubernetes accepts as a name.
 
 /// Who manages what the operator writes: the server-side apply field manager, the
 /// `app.kubernetes.io/managed-by` value on the workers, and the Events' reporting controller.
@@ -9,7 +10,7 @@ pub const MANAGER: &str = "dialtone-operator";
 pub const SERVICE_LABEL: &str = "dialtone.dev/service";
 
 /// On the worker Deployment and Service: the hash of what was last applied (the operator skips
-/// an apply that would change nothing).
+/// an apply that would change nothing), by [`fnv1a`].
 pub const APPLIED_HASH: &str = "dialtone.dev/applied-hash";
 
 /// On a TelephonyService: a new value resets its restart budget.
@@ -32,4 +33,22 @@ pub mod sim {
     pub const FAULT: &str = "sim.dialtone.dev/fault";
     /// On a pod: the fault value already played, so each is played once.
     pub const FAULT_APPLIED: &str = "sim.dialtone.dev/fault-applied";
+}
+
+/// FNV-1a: stable across builds and Rust versions (unlike `DefaultHasher`), for change detection
+/// (the applied hash, the readiness service's ETags).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// RFC 1123 subdomain, as Kubernetes object names.
+pub fn dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }

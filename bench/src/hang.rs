@@ -5,13 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use dialtone_api::names::SERVICE_LABEL;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::ResourceExt;
-use testing::{node, wait_until, TestNamespace};
+use testing::{node, TestNamespace};
 
-use crate::real_detection::{code, ready, until};
+use crate::real_detection::{ready_worker, until};
 use crate::sse;
 use crate::stats::ms;
 
@@ -28,13 +25,7 @@ pub async fn samples(app: &TestNamespace, readiness: &str, n: usize) -> anyhow::
     let mut events = sse::follow(readiness, &app.name, "bench");
     let mut out = Hangs::default();
     for i in 0..n {
-        let pod = wait_until(Duration::from_secs(120), "a Ready worker and readiness 200", || async {
-            let list =
-                pods.list(&ListParams::default().labels(&format!("{SERVICE_LABEL}=bench"))).await.ok()?;
-            let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
-            (code(&url).await? == 200).then(|| p.name_any())
-        })
-        .await;
+        let pod = ready_worker(&pods, &[&url]).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         sse::drain(&mut events);
         let (pid, _) = node::container_process(&pods, &pod).await;

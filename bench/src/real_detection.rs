@@ -73,7 +73,7 @@ fn dead(p: &Pod) -> bool {
     statuses.is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_none())))
 }
 
-pub fn ready(p: &Pod) -> bool {
+fn ready(p: &Pod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -211,6 +211,19 @@ struct Kills {
     unavailable_after_pod: Vec<Duration>,
 }
 
+/// The name of the Ready worker of `bench`, once every readiness answer in `urls` is 200.
+pub async fn ready_worker(pods: &Api<Pod>, urls: &[&str]) -> String {
+    wait_until(Duration::from_secs(120), "a Ready worker and readiness 200", || async {
+        let list = pods.list(&ListParams::default().labels(&format!("{SERVICE_LABEL}=bench"))).await.ok()?;
+        let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
+        for url in urls {
+            (code(url).await? == 200).then_some(())?;
+        }
+        Some(p.name_any())
+    })
+    .await
+}
+
 /// The HTTP status of a readiness answer (None: no answer). One client for every poll: building
 /// one (its TLS roots) takes tens of milliseconds, and its kept-alive connection keeps asking the
 /// same readiness replica.
@@ -247,13 +260,7 @@ async fn kill_samples(
     for i in 0..n {
         // A fresh pod each time: the kubelet holds a second restart of one container in
         // CrashLoopBackOff (10 s, doubling), which would time the back-off, not the detection.
-        let pod = wait_until(Duration::from_secs(120), "a Ready worker and readiness 200", || async {
-            let list =
-                pods.list(&ListParams::default().labels(&format!("{SERVICE_LABEL}=bench"))).await.ok()?;
-            let p = list.items.into_iter().find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())?;
-            (code(&url).await? == 200 && code(&url_k8s).await? == 200).then(|| p.name_any())
-        })
-        .await;
+        let pod = ready_worker(&pods, &[&url, &url_k8s]).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         sse::drain(&mut events);
         let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));

@@ -1,32 +1,10 @@
-//! The TelephonyService's conditions: their types, and a builder that moves a condition's
-//! transition time only when its status flips.
+//! The TelephonyService's conditions (their types are part of the API: `crd::ConditionType`), and
+//! a builder that moves a condition's transition time only when its status flips.
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Every condition the operator writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionType {
-    /// The app may send calls: every desired worker is Ready.
-    Ready,
-    /// The worker Deployment is rolling out (workers starting, or being replaced).
-    Progressing,
-    /// Workers are failing or missing after the service served.
-    Degraded,
-    /// Too many failures in the window: the circuit is open, workers at 0.
-    RestartBudgetExhausted,
-}
-
-impl ConditionType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConditionType::Ready => "Ready",
-            ConditionType::Progressing => "Progressing",
-            ConditionType::Degraded => "Degraded",
-            ConditionType::RestartBudgetExhausted => "RestartBudgetExhausted",
-        }
-    }
-}
+pub use crate::crd::ConditionType;
 
 /// Builds this look's conditions against the previous ones.
 pub struct Conditions<'a> {

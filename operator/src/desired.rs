@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::TelephonyService;
-use crate::names::{app, APPLIED_HASH, MANAGER, SERVICE_LABEL};
+use crate::names::{app, fnv1a, APPLIED_HASH, MANAGER, SERVICE_LABEL};
 
 /// Environment variables the operator sets on the worker (users may not override them).
 pub const RESERVED_ENV: &[&str] = &[
@@ -81,6 +81,66 @@ pub fn endpoint(tsvc: &TelephonyService) -> String {
 /// The worker Deployment, with `replicas` workers (0 while the circuit is open).
 pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
     let spec = &tsvc.spec;
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(labels(tsvc)); // ours win: the selector must match
+    let mut deployment = Deployment {
+        metadata: meta(tsvc),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector { match_labels: Some(selector_labels(tsvc)), ..Default::default() },
+            // Keep serving while rolling: bring the new worker up before the old one goes.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: (!spec.pod.annotations.is_empty()).then(|| spec.pod.annotations.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(tsvc)),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    stamp(&mut deployment);
+    deployment
+}
+
+fn pod_spec(tsvc: &TelephonyService) -> PodSpec {
+    let pod = &tsvc.spec.pod;
+    PodSpec {
+        containers: vec![container(tsvc)],
+        // The worker never talks to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        service_account_name: pod.service_account_name.clone(),
+        priority_class_name: pod.priority_class_name.clone(),
+        node_selector: (!pod.node_selector.is_empty()).then(|| pod.node_selector.clone()),
+        tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
+        affinity: pod.affinity.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        volumes: Some(vec![Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: None, medium: None }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn container(tsvc: &TelephonyService) -> Container {
+    let spec = &tsvc.spec;
     let health = &spec.health;
     let probe = |path: &str, period: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -93,34 +153,7 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
         failure_threshold: Some(health.failure_threshold),
         ..Default::default()
     };
-    let namespace = tsvc.namespace().unwrap_or_default();
-    let plain =
-        |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
-    let mut env = vec![
-        EnvVar {
-            name: "TELNYX_API_KEY".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: spec.telnyx.api_key_secret_ref.name.clone(),
-                    key: spec.telnyx.api_key_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        plain("TELNYX_CONNECTION_ID", spec.telnyx.connection_id.clone()),
-        plain("TELNYX_BASE_URL", spec.telnyx.base_url.clone()),
-        plain("PORT", spec.port.to_string()),
-        plain("HEALTH_PERIOD_SECONDS", health.period_seconds.to_string()),
-        plain("HEARTBEAT_MILLIS", health.heartbeat_millis.to_string()),
-        plain("DIALTONE_SERVICE", format!("{namespace}/{}", tsvc.name_any())),
-    ];
-    env.extend(spec.pod.env.iter().cloned());
-
-    let mut pod_labels = spec.pod.labels.clone();
-    pod_labels.extend(labels(tsvc)); // ours win: the selector must match
-    let container = Container {
+    Container {
         name: CONTAINER.into(),
         image: Some(spec.image.clone()),
         ports: Some(vec![ContainerPort {
@@ -129,7 +162,7 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        env: Some(env),
+        env: Some(env(tsvc)),
         resources: Some(spec.resources.clone()),
         liveness_probe: Some(probe("/healthz", health.period_seconds)),
         // Readiness is what the app's traffic follows, and /readyz only reads the worker's state
@@ -152,57 +185,36 @@ pub fn deployment(tsvc: &TelephonyService, replicas: i32) -> Deployment {
             ..Default::default()
         }]),
         ..Default::default()
-    };
-    let pod_spec = PodSpec {
-        containers: vec![container],
-        // The worker never talks to the Kubernetes API.
-        automount_service_account_token: Some(false),
-        service_account_name: spec.pod.service_account_name.clone(),
-        priority_class_name: spec.pod.priority_class_name.clone(),
-        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
-        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
-        affinity: spec.pod.affinity.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS_USER),
-            run_as_group: Some(RUN_AS_USER),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-            ..Default::default()
-        }),
-        volumes: Some(vec![Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource { size_limit: None, medium: None }),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    let mut deployment = Deployment {
-        metadata: meta(tsvc),
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector { match_labels: Some(selector_labels(tsvc)), ..Default::default() },
-            // Keep serving while rolling: bring the new worker up before the old one goes.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
+    }
+}
+
+/// The worker's environment: [`RESERVED_ENV`] from the spec, then the user's extra variables.
+fn env(tsvc: &TelephonyService) -> Vec<EnvVar> {
+    let spec = &tsvc.spec;
+    let plain =
+        |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    let mut env = vec![
+        EnvVar {
+            name: "TELNYX_API_KEY".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: spec.telnyx.api_key_secret_ref.name.clone(),
+                    key: spec.telnyx.api_key_secret_ref.key.clone(),
+                    optional: Some(false),
                 }),
+                ..Default::default()
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: (!spec.pod.annotations.is_empty()).then(|| spec.pod.annotations.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(pod_spec),
-            },
             ..Default::default()
-        }),
-        status: None,
-    };
-    stamp(&mut deployment);
-    deployment
+        },
+        plain("TELNYX_CONNECTION_ID", spec.telnyx.connection_id.clone()),
+        plain("TELNYX_BASE_URL", spec.telnyx.base_url.clone()),
+        plain("PORT", spec.port.to_string()),
+        plain("HEALTH_PERIOD_SECONDS", spec.health.period_seconds.to_string()),
+        plain("HEARTBEAT_MILLIS", spec.health.heartbeat_millis.to_string()),
+        plain("DIALTONE_SERVICE", format!("{}/{}", tsvc.namespace().unwrap_or_default(), tsvc.name_any())),
+    ];
+    env.extend(spec.pod.env.iter().cloned());
+    env
 }
 
 /// The worker Service (ClusterIP) the app calls.
@@ -242,11 +254,6 @@ pub fn applied_hash<K: Resource>(obj: &K) -> Option<&str> {
 /// Hash of the JSON form.
 fn content_hash<T: serde::Serialize>(obj: &T) -> String {
     format!("{:016x}", fnv1a(&serde_json::to_vec(obj).unwrap_or_default()))
-}
-
-/// FNV-1a: stable across builds and Rust versions (unlike `DefaultHasher`), for change detection.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 #[cfg(test)]

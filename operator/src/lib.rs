@@ -12,13 +12,10 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod desired;
-#[cfg(test)]
-mod fixtures;
 pub mod heap;
 pub mod leader;
 pub mod liveness;
 pub mod metrics;
-pub mod readiness;
 pub mod reference;
 pub mod restart_budget;
 pub mod slim;

@@ -126,7 +126,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn readiness(args: ReadinessArgs) -> anyhow::Result<()> {
     telemetry::init(args.log.log_format);
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let settings = telephony_operator::readiness::Settings {
+    let settings = dialtone_readiness::Settings {
         addr: args.addr,
         namespaces: args.namespaces,
         stale_after: args.stale_after,
@@ -134,7 +134,7 @@ async fn readiness(args: ReadinessArgs) -> anyhow::Result<()> {
         worker_heartbeat: args.worker_heartbeat,
     };
     telephony_operator::heap::spawn_trimmer();
-    telephony_operator::readiness::run(client, settings, shutdown_signal()).await
+    dialtone_readiness::run(client, settings, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -20,7 +20,6 @@ use kube::Resource;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
-use crate::conditions::ConditionType;
 use crate::crd::TelephonyService;
 use crate::liveness::PodObservation;
 use crate::names::{APPLIED_HASH, RESET_RESTART_BUDGET, SERVICE_LABEL};
@@ -230,37 +229,6 @@ pub fn telephony_service_for_reconcile(t: &mut TelephonyService) {
         annotations: reset.map(|r| BTreeMap::from([(RESET_RESTART_BUDGET.to_string(), r)])),
         ..identity(m)
     };
-}
-
-/// The readiness service's cache: only what answers need (name, namespace, status with its Ready condition): with a thousand
-/// services cached, the rest of each object would be most of the service's memory.
-pub fn telephony_service_for_answers(t: &mut TelephonyService) {
-    let meta = &mut t.metadata;
-    *meta = kube::api::ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        ..Default::default()
-    };
-    t.spec.image = String::new();
-    t.spec.telnyx.connection_id = String::new();
-    t.spec.telnyx.base_url = String::new();
-    t.spec.resources = Default::default();
-    t.spec.pod = Default::default();
-    if let Some(s) = t.status.as_mut() {
-        // The failures in the budget window stay (at most maxRestarts + 1), for the timeline.
-        let failures = std::mem::take(&mut s.history.failures);
-        s.history = Default::default();
-        s.history.failures = failures;
-        for f in &mut s.history.failures {
-            (f.message, f.pod) = (String::new(), String::new());
-        }
-        s.conditions.retain(|c| c.type_ == ConditionType::Ready.as_str());
-        for c in &mut s.conditions {
-            c.message = String::new();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use crate::crd::TelephonyServiceSpec;
 use crate::desired::{OPERATOR_LABELS, RESERVED_ENV};
+use crate::names::dns_subdomain;
 #[cfg(test)]
 use crate::names::SERVICE_LABEL;
 
@@ -104,18 +105,6 @@ fn image_reference(image: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// RFC 1123 subdomain, as Kubernetes object names.
-pub fn dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 /// What Kubernetes accepts as an environment variable name.
 fn env_name(s: &str) -> bool {
     !s.is_empty()
@@ -126,7 +115,7 @@ fn env_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::sample;
+    use dialtone_api::fixtures::sample;
 
     #[test]
     fn the_sample_is_valid() {

@@ -36,6 +36,20 @@ fn sse_statuses(url: String, ns: String) -> tokio::sync::mpsc::UnboundedReceiver
     rx
 }
 
+/// What the SSE stream said so far (after 300 ms for the last events to arrive), repeats merged.
+async fn transitions(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<(String, bool)>,
+) -> Vec<(String, bool)> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if seen.last() != Some(&e) {
+            seen.push(e);
+        }
+    }
+    seen
+}
+
 #[tokio::test]
 async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
     let ns = setup("readiness").await;
@@ -75,13 +89,7 @@ async fn answers_flip_with_faults_within_a_second_and_sse_says_the_same() {
     until_code(&r, &ns.name, 200, 30).await;
 
     // The SSE stream carried ready → unavailable → ready, twice.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut seen = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if seen.last() != Some(&e) {
-            seen.push(e);
-        }
-    }
+    let seen = transitions(&mut events).await;
     let flips = seen.windows(2).filter(|w| w[0].1 && !w[1].1).count();
     let recoveries = seen.windows(2).filter(|w| !w[0].1 && w[1].1).count();
     assert!(flips >= 2 && recoveries >= 2, "SSE transitions: {seen:?}");
@@ -135,13 +143,7 @@ async fn a_hung_or_killed_worker_is_unavailable_through_its_heartbeat_before_kub
     eprintln!("kill → readiness 503 in {took:?}: {}", body["message"]);
     until_code(&r, &ns.name, 200, 30).await;
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut seen = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if seen.last() != Some(&e) {
-            seen.push(e);
-        }
-    }
+    let seen = transitions(&mut events).await;
     let falls = seen.windows(2).filter(|w| w[0].1 && !w[1].1).count();
     assert!(falls >= 2, "SSE told both falls: {seen:?}");
     let metrics = testing::get(&format!("{}/metrics", r.url)).await.map(|m| m.1).unwrap_or_default();

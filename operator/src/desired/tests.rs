@@ -1,5 +1,5 @@
 use super::*;
-use crate::fixtures::sample;
+use dialtone_api::fixtures::sample;
 
 fn container(d: &Deployment) -> Container {
     d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].clone()

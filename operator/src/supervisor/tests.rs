@@ -1,7 +1,7 @@
 use super::*;
 use crate::conditions;
 use crate::crd::Phase;
-use crate::fixtures::sample;
+use dialtone_api::fixtures::sample;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn t(s: i64) -> Timestamp {

@@ -23,7 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{now_ms, Change, Readiness};
-use crate::validate::dns_subdomain;
+use crate::names::dns_subdomain;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -103,7 +103,7 @@ fn cached_json<T: Serialize>(status: StatusCode, body: &T, headers: &HeaderMap) 
 }
 
 pub(super) fn etag_of(body: &[u8]) -> HeaderValue {
-    let tag = format!("\"{:016x}\"", crate::desired::fnv1a(body));
+    let tag = format!("\"{:016x}\"", crate::names::fnv1a(body));
     HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
@@ -259,13 +259,13 @@ async fn count(State(st): State<Arc<Readiness>>, req: Request, next: Next) -> Re
 mod tests {
     use super::*;
     use crate::crd::{Phase, TelephonyService, TelephonyServiceStatus};
-    use crate::readiness::Freshness;
+    use crate::Freshness;
     use axum::body::Body;
     use kube::runtime::{reflector, watcher};
     use tower::ServiceExt;
 
     fn service(phase: Phase, ready: i32) -> TelephonyService {
-        let mut t = crate::fixtures::sample();
+        let mut t = dialtone_api::fixtures::sample();
         t.status = Some(TelephonyServiceStatus {
             phase,
             observed_generation: Some(1),

@@ -9,8 +9,7 @@ use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::conditions::ConditionType;
-use crate::crd::{Phase, TelephonyService};
+use crate::crd::{ConditionType, Phase, TelephonyService};
 
 /// A 503 tells the app to come back after this many seconds when nothing better is known
 /// (the readiness probe period is 2 s: a worker restart usually takes about that long).
@@ -226,7 +225,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     fn tsvc(phase: Phase, ready: i32) -> TelephonyService {
-        let mut t = crate::fixtures::sample();
+        let mut t = dialtone_api::fixtures::sample();
         t.status = Some(TelephonyServiceStatus {
             phase,
             observed_generation: Some(1),

@@ -24,8 +24,10 @@ use tokio::sync::broadcast;
 pub use freshness::{now_ms, Freshness};
 pub use http::router;
 
+// The API's types and names, under the paths the modules use.
+pub(crate) use dialtone_api::{crd, names};
+
 use crate::crd::TelephonyService;
-use crate::slim;
 use heartbeat::Board;
 use view::{Heartbeats, StatusView};
 
@@ -132,6 +134,37 @@ impl Readiness {
     }
 }
 
+/// What the cache keeps: only what answers need (name, namespace, status with its Ready condition): with a thousand
+/// services cached, the rest of each object would be most of the service's memory.
+fn keep_what_answers_need(t: &mut TelephonyService) {
+    let meta = &mut t.metadata;
+    *meta = kube::api::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        ..Default::default()
+    };
+    t.spec.image = String::new();
+    t.spec.telnyx.connection_id = String::new();
+    t.spec.telnyx.base_url = String::new();
+    t.spec.resources = Default::default();
+    t.spec.pod = Default::default();
+    if let Some(s) = t.status.as_mut() {
+        // The failures in the budget window stay (at most maxRestarts + 1), for the timeline.
+        let failures = std::mem::take(&mut s.history.failures);
+        s.history = Default::default();
+        s.history.failures = failures;
+        for f in &mut s.history.failures {
+            (f.message, f.pod) = (String::new(), String::new());
+        }
+        s.conditions.retain(|c| c.type_ == crd::ConditionType::Ready.as_str());
+        for c in &mut s.conditions {
+            c.message = String::new();
+        }
+    }
+}
+
 /// Settings of `telephony-operator readiness`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -164,7 +197,7 @@ pub async fn run(
             writer,
             watcher(api.clone(), watcher::Config::default().page_size(100))
                 .default_backoff()
-                .modify(slim::telephony_service_for_answers),
+                .modify(keep_what_answers_need),
         );
         streams.push((api, stream.boxed()));
         scopes.push((ns.clone(), store));

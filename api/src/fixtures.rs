@@ -1,4 +1,5 @@
-//! Test fixtures shared by the unit tests of every module.
+//! Test fixtures shared by the unit tests of the operator and the readiness service (feature
+//! `fixtures`, enabled by their dev-dependencies only).
 
 use crate::crd::{TelephonyService, TelephonyServiceSpec};
 
