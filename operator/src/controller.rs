@@ -267,8 +267,8 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
 
     // Observe (from the watch caches).
     let child = desired::child_name(&tsvc);
-    let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.to_deployment());
-    let service = ctx.services.get(&ObjectRef::new(&child).within(&ns)).map(|s| s.to_service());
+    let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.child());
+    let service = ctx.services.get(&ObjectRef::new(&child).within(&ns)).map(|s| s.child());
     let pods: Vec<PodObservation> = ctx
         .pods
         .state()
@@ -285,8 +285,8 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     // Decide.
     let decision = supervisor::decide(&supervisor::Observed {
         tsvc: &tsvc,
-        deployment: deployment.as_ref(),
-        service: service.as_ref(),
+        deployment,
+        service,
         pods,
         now: Timestamp::now(),
         jitter: rand::random::<f64>(),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::PartialObjectMeta;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer};
 use crate::crd::TelephonyService;
 use crate::liveness::PodObservation;
 use crate::names::{APPLIED_HASH, RESET_RESTART_BUDGET, SERVICE_LABEL};
+use crate::supervisor::{Child, Rollout};
 
 /// An object of kind `K` as cached; `S` is what decisions read of its status.
 #[derive(Clone, Debug)]
@@ -42,38 +43,30 @@ pub type CachedPod = Cached<Pod, PodObservation>;
 pub type CachedDeployment = Cached<Deployment, Rollout>;
 pub type CachedService = Cached<PartialObjectMeta<Service>, ()>;
 
-/// How far a Deployment's controller has got with its latest spec.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Rollout {
-    pub observed_generation: Option<i64>,
-    pub updated_replicas: Option<i32>,
-}
-
 /// What a kind's cached status is made of.
-pub trait View: Sized {
+pub trait FromStatus: Sized {
     /// The status as the API sends it (decoded, read, dropped).
     type Wire: DeserializeOwned;
-    fn view(metadata: &ObjectMeta, status: Option<Self::Wire>) -> Self;
+    fn from_status(metadata: &ObjectMeta, status: Option<Self::Wire>) -> Self;
 }
 
-impl View for PodObservation {
+impl FromStatus for PodObservation {
     type Wire = PodStatus;
-    fn view(metadata: &ObjectMeta, status: Option<PodStatus>) -> Self {
+    fn from_status(metadata: &ObjectMeta, status: Option<PodStatus>) -> Self {
         PodObservation::new(metadata, status)
     }
 }
 
-impl View for Rollout {
+impl FromStatus for Rollout {
     type Wire = Rollout;
-    fn view(_: &ObjectMeta, status: Option<Rollout>) -> Self {
+    fn from_status(_: &ObjectMeta, status: Option<Rollout>) -> Self {
         status.unwrap_or_default()
     }
 }
 
-impl View for () {
+impl FromStatus for () {
     type Wire = IgnoredAny;
-    fn view(_: &ObjectMeta, _: Option<IgnoredAny>) -> Self {}
+    fn from_status(_: &ObjectMeta, _: Option<IgnoredAny>) -> Self {}
 }
 
 impl<K, S> Cached<K, S> {
@@ -92,32 +85,23 @@ impl<K, S> Cached<K, S> {
 }
 
 impl CachedDeployment {
-    /// The parts decisions read, as a Deployment.
-    pub fn to_deployment(&self) -> Deployment {
-        Deployment {
-            metadata: self.decided_meta(),
-            spec: None,
-            status: Some(DeploymentStatus {
-                observed_generation: self.status.observed_generation,
-                updated_replicas: self.status.updated_replicas,
-                ..Default::default()
-            }),
+    /// What decisions read of the worker Deployment.
+    pub fn child(&self) -> Child {
+        Child {
+            applied_hash: self.applied_hash.clone(),
+            generation: self.metadata.generation,
+            rollout: self.status.clone(),
         }
     }
 }
 
 impl CachedService {
-    /// The parts decisions read, as a Service.
-    pub fn to_service(&self) -> Service {
-        Service { metadata: self.decided_meta(), ..Default::default() }
-    }
-}
-
-impl<K, S> Cached<K, S> {
-    fn decided_meta(&self) -> ObjectMeta {
-        ObjectMeta {
-            annotations: self.applied_hash.clone().map(|h| BTreeMap::from([(APPLIED_HASH.to_string(), h)])),
-            ..self.metadata.clone()
+    /// What decisions read of the worker Service.
+    pub fn child(&self) -> Child {
+        Child {
+            applied_hash: self.applied_hash.clone(),
+            generation: self.metadata.generation,
+            ..Default::default()
         }
     }
 }
@@ -153,7 +137,7 @@ where
     }
 }
 
-impl<'de, K, S: View> Deserialize<'de> for Cached<K, S> {
+impl<'de, K, S: FromStatus> Deserialize<'de> for Cached<K, S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Unknown fields (`spec`, `managedFields`) are skipped, not decoded.
         #[derive(Deserialize)]
@@ -168,7 +152,7 @@ impl<'de, K, S: View> Deserialize<'de> for Cached<K, S> {
         }
         let w = Wire::<S::Wire>::deserialize(d)?;
         let metadata = ObjectMeta::from(w.metadata);
-        let status = S::view(&metadata, w.status);
+        let status = S::from_status(&metadata, w.status);
         Ok(Cached::new(metadata, status))
     }
 }
@@ -235,6 +219,7 @@ pub fn telephony_service_for_reconcile(t: &mut TelephonyService) {
 mod tests {
     use super::*;
     use crate::liveness::PodObservation;
+    use crate::supervisor::Rollout;
 
     fn crashed_pod() -> serde_json::Value {
         serde_json::json!({
@@ -315,12 +300,10 @@ mod tests {
         assert_eq!(d.owner.as_deref(), Some("calls"), "the controller owner wins over the label");
         assert_eq!(d.applied_hash.as_deref(), Some("h1"));
         assert_eq!(d.status, Rollout { observed_generation: Some(3), updated_replicas: Some(2) });
-        let seen = d.to_deployment();
-        assert_eq!(crate::desired::applied_hash(&seen), Some("h1"));
-        assert_eq!(seen.metadata.generation, Some(3));
-        assert_eq!(seen.metadata.annotations.map(|a| a.len()), Some(1));
-        let status = seen.status.unwrap_or_default();
-        assert_eq!((status.observed_generation, status.updated_replicas), (Some(3), Some(2)));
+        let seen = d.child();
+        assert_eq!(seen.applied_hash.as_deref(), Some("h1"));
+        assert_eq!(seen.generation, Some(3));
+        assert_eq!((seen.rollout.observed_generation, seen.rollout.updated_replicas), (Some(3), Some(2)));
 
         let s: CachedService = serde_json::from_value(serde_json::json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
@@ -330,7 +313,7 @@ mod tests {
         }))
         .expect("service metadata JSON");
         assert_eq!(s.owner.as_deref(), Some("calls"));
-        assert_eq!(crate::desired::applied_hash(&s.to_service()), Some("h2"));
+        assert_eq!(s.child().applied_hash.as_deref(), Some("h2"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::{now_ms, Change, Readiness};
+use super::{now_ms, AppState, Change};
 use crate::names::dns_subdomain;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -58,7 +58,7 @@ impl Metrics {
     }
 }
 
-pub fn router(state: Arc<Readiness>) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/", get(dashboard))
         .route("/v1/status", get(list))
@@ -134,7 +134,7 @@ fn respond(
 }
 
 async fn one(
-    State(st): State<Arc<Readiness>>,
+    State(st): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -175,13 +175,13 @@ async fn one(
     }
 }
 
-async fn list(State(st): State<Arc<Readiness>>, headers: HeaderMap) -> Response {
+async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let all = st.all();
     cached_json(StatusCode::OK, &serde_json::json!({ "items": all }), &headers)
 }
 
 /// The current state of every service, then one event per change; heartbeats every 15 s.
-async fn watch(State(st): State<Arc<Readiness>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn watch(State(st): State<Arc<AppState>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = st.changes.subscribe();
     let snapshot: Vec<Event> =
         st.all().iter().filter_map(|v| Event::default().event("status").json_data(v).ok()).collect();
@@ -203,7 +203,7 @@ async fn watch(State(st): State<Arc<Readiness>>) -> Sse<impl Stream<Item = Resul
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
 }
 
-async fn readyz(State(st): State<Arc<Readiness>>) -> Response {
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.freshness.is_stale(now_ms()) {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -214,7 +214,7 @@ async fn readyz(State(st): State<Arc<Readiness>>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<Arc<Readiness>>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.stale.set(i64::from(st.freshness.is_stale(now_ms())));
     st.metrics
         .services
@@ -248,7 +248,7 @@ async fn no_query_strings(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn count(State(st): State<Arc<Readiness>>, req: Request, next: Next) -> Response {
+async fn count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let res = next.run(req).await;
     st.metrics.requests.get_or_create(&RequestLabels { route, status: res.status().as_u16() }).inc();
@@ -288,7 +288,7 @@ mod tests {
             freshness.set_synced();
             freshness.watch_event(true, now_ms());
         }
-        router(Arc::new(Readiness {
+        router(Arc::new(AppState {
             answers: Default::default(),
             scopes: vec![(None, store)],
             freshness,

@@ -39,7 +39,7 @@ pub enum Change {
 }
 
 /// Everything the HTTP layer reads.
-pub struct Readiness {
+pub struct AppState {
     /// One cache per watched scope: `None` watches all namespaces.
     pub(crate) scopes: Vec<(Option<String>, Store<TelephonyService>)>,
     pub(crate) freshness: Freshness,
@@ -65,7 +65,7 @@ pub struct Answer {
     pub(crate) body: axum::body::Bytes,
 }
 
-impl Readiness {
+impl AppState {
     fn store_for(&self, namespace: &str) -> Option<&Store<TelephonyService>> {
         self.scopes.iter().find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace)).map(|(_, s)| s)
     }
@@ -208,7 +208,7 @@ pub async fn run(
         board.register(metrics.registry_mut());
         (board, changed)
     });
-    let state = Arc::new(Readiness {
+    let state = Arc::new(AppState {
         scopes,
         freshness: Freshness::new(settings.stale_after),
         changes,
@@ -263,7 +263,7 @@ type ServiceEvents =
     futures::stream::BoxStream<'static, Result<watcher::Event<TelephonyService>, watcher::Error>>;
 
 /// Keeps the cache's answers and the SSE stream in step with the TelephonyService watch.
-async fn follow_services(st: Arc<Readiness>, mut stream: ServiceEvents, on_synced: impl FnOnce()) {
+async fn follow_services(st: Arc<AppState>, mut stream: ServiceEvents, on_synced: impl FnOnce()) {
     let mut on_synced = Some(on_synced);
     while let Some(event) = stream.next().await {
         st.freshness.watch_event(event.is_ok(), now_ms());
@@ -291,7 +291,7 @@ async fn follow_services(st: Arc<Readiness>, mut stream: ServiceEvents, on_synce
 }
 
 /// A cheap list that proves the API still answers for this scope.
-async fn probe(st: Arc<Readiness>, api: Api<TelephonyService>) {
+async fn probe(st: Arc<AppState>, api: Api<TelephonyService>) {
     let mut tick = tokio::time::interval(st.freshness.probe_period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let one = ListParams::default().limit(1);
@@ -307,7 +307,7 @@ async fn probe(st: Arc<Readiness>, api: Api<TelephonyService>) {
 
 /// A worker went up or down: tell SSE clients the service's new answer at once.
 async fn push_heartbeat_changes(
-    st: Arc<Readiness>,
+    st: Arc<AppState>,
     mut changed: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
     while let Some(service) = changed.recv().await {
@@ -320,7 +320,7 @@ async fn push_heartbeat_changes(
 }
 
 /// Staleness flips change every answer: tell SSE clients.
-async fn push_staleness_flips(st: Arc<Readiness>) {
+async fn push_staleness_flips(st: Arc<AppState>) {
     let mut was_stale = true;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::{Observed, RESYNC};
+use super::{Child, Observed, RESYNC};
 use crate::crd::{Failure, History, Phase, TelephonyServiceStatus};
 use crate::liveness::{self, PodObservation};
 use crate::names::RESET_RESTART_BUDGET;
@@ -96,8 +96,8 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
     // Starting workers is progress until they are Ready, as for `kubectl rollout status`. (The
     // Deployment alone counts a created pod as rolled out, which would flip the condition, and
     // cost a status write, between the pod's creation and its readiness.)
-    let rolling =
-        rollout_in_progress(obs.deployment, desired_replicas, live.len()) || phase == Phase::Progressing;
+    let rolling = rollout_in_progress(obs.deployment.as_ref(), desired_replicas, live.len())
+        || phase == Phase::Progressing;
     Assessment {
         ready,
         all_ready,
@@ -141,15 +141,10 @@ fn requeue(
 }
 
 /// The Deployment hasn't converged on what was asked of it yet.
-fn rollout_in_progress(
-    d: Option<&k8s_openapi::api::apps::v1::Deployment>,
-    desired: i32,
-    live_pods: usize,
-) -> bool {
+fn rollout_in_progress(d: Option<&Child>, desired: i32, live_pods: usize) -> bool {
     let Some(d) = d else { return true };
-    let s = d.status.clone().unwrap_or_default();
-    let observed = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-    let updated = s.updated_replicas.unwrap_or(0) >= desired;
+    let observed = d.rollout.observed_generation.unwrap_or(0) >= d.generation.unwrap_or(0);
+    let updated = d.rollout.updated_replicas.unwrap_or(0) >= desired;
     let no_extra = i32::try_from(live_pods).unwrap_or(i32::MAX) <= desired;
     !(observed && updated && no_extra)
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
 
 use crate::conditions::Conditions;
 use crate::crd::{Failure, TelephonyService, TelephonyServiceStatus};
@@ -26,11 +27,29 @@ use crate::validate::validate;
 /// Look again at least this often, even when nothing happens.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// How far a Deployment's controller has got with its latest spec.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub observed_generation: Option<i64>,
+    pub updated_replicas: Option<i32>,
+}
+
+/// A child (the worker Deployment or Service) as the watch cache holds it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Child {
+    /// The hash of what was last applied (`names::APPLIED_HASH`).
+    pub applied_hash: Option<String>,
+    pub generation: Option<i64>,
+    /// A Deployment's rollout (a Service has none).
+    pub rollout: Rollout,
+}
+
 /// Everything observed about one service.
 pub struct Observed<'a> {
     pub tsvc: &'a TelephonyService,
-    pub deployment: Option<&'a Deployment>,
-    pub service: Option<&'a Service>,
+    pub deployment: Option<Child>,
+    pub service: Option<Child>,
     pub pods: Vec<PodObservation>,
     pub now: Timestamp,
     /// A random number in [0, 1) for backoff jitter.
@@ -114,11 +133,11 @@ pub fn decide(obs: &Observed) -> Decision {
 fn children(obs: &Observed, replicas: i32) -> (Option<Deployment>, Option<Service>) {
     let want_deployment = desired::deployment(obs.tsvc, replicas);
     let want_service = desired::service(obs.tsvc);
-    let deployment = (obs.deployment.and_then(desired::applied_hash)
-        != desired::applied_hash(&want_deployment))
-    .then_some(want_deployment);
-    let service = (obs.service.and_then(desired::applied_hash) != desired::applied_hash(&want_service))
-        .then_some(want_service);
+    let applied = |child: &Option<Child>| child.as_ref().and_then(|c| c.applied_hash.clone());
+    let deployment = (applied(&obs.deployment).as_deref() != desired::applied_hash(&want_deployment))
+        .then_some(want_deployment);
+    let service =
+        (applied(&obs.service).as_deref() != desired::applied_hash(&want_service)).then_some(want_service);
     (deployment, service)
 }
 

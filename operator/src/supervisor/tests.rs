@@ -24,6 +24,19 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
     }
 }
 
+/// What the watch cache would hold of an applied child.
+fn child<K: kube::Resource>(obj: &K, status: Option<k8s_openapi::api::apps::v1::DeploymentStatus>) -> Child {
+    let status = status.unwrap_or_default();
+    Child {
+        applied_hash: desired::applied_hash(obj).map(String::from),
+        generation: obj.meta().generation,
+        rollout: Rollout {
+            observed_generation: status.observed_generation,
+            updated_replicas: status.updated_replicas,
+        },
+    }
+}
+
 /// Runs one decision and feeds its status back, like successive reconciles do.
 struct Sim {
     tsvc: TelephonyService,
@@ -41,8 +54,8 @@ impl Sim {
     fn look(&mut self, now: i64, pods: Vec<PodObservation>) -> Decision {
         let d = decide(&Observed {
             tsvc: &self.tsvc,
-            deployment: self.deployment.as_ref(),
-            service: self.service.as_ref(),
+            deployment: self.deployment.as_ref().map(|d| child(d, d.status.clone())),
+            service: self.service.as_ref().map(|s| child(s, None)),
             pods,
             now: t(now),
             jitter: 0.0,
