@@ -81,39 +81,64 @@ pub struct Step {
 pub fn step(policy: &Policy, prev: &History, input: Input) -> Step {
     let mut h = prev.clone();
     let now = input.now;
-    let mut transitions = Vec::new();
-
-    if h.generation != Some(input.generation) {
-        if h.generation.is_some() {
-            clear(&mut h);
-            transitions.push(Transition::Reset { by_annotation: false });
-        }
-        h.generation = Some(input.generation);
-    }
-    if let Some(token) = input.reset_token {
-        if h.reset_token.as_deref() != Some(token) {
-            clear(&mut h);
-            h.reset_token = Some(token.to_string());
-            transitions.push(Transition::Reset { by_annotation: true });
-        }
-    }
+    let mut transitions = resets(&mut h, input.generation, input.reset_token);
 
     h.failures.retain(|f| in_window(policy, f, now));
     let mut recorded = Vec::new();
     if !h.circuit_open {
         recorded.extend(input.failures);
     }
+    let (restart, deferred) = restart_hung(policy, &mut h, input.hung, &mut recorded, now, input.jitter);
+    h.failures.extend(recorded.iter().cloned());
+    h.failures.sort_by_key(|f| f.at.0);
+    transitions.extend(move_circuit(policy, &mut h, now, input.jitter));
 
-    // Operator-initiated restarts of hung pods: spaced by the backoff, each one a failure.
+    // A clean run (every worker Ready, nothing pending) forgives the backoff, not the budget.
+    if input.all_ready && !h.circuit_open && restart.is_empty() && !deferred {
+        h.backoff_attempt = 0;
+        h.next_attempt_at = None;
+    }
+    let requeue = wake(policy, &h, deferred, now);
+    Step { history: h, restart, recorded, transitions, requeue }
+}
+
+/// A new spec generation, or a new value of the reset annotation, clears the history.
+fn resets(h: &mut History, generation: i64, reset_token: Option<&str>) -> Vec<Transition> {
+    let mut transitions = Vec::new();
+    if h.generation != Some(generation) {
+        if h.generation.is_some() {
+            clear(h);
+            transitions.push(Transition::Reset { by_annotation: false });
+        }
+        h.generation = Some(generation);
+    }
+    if let Some(token) = reset_token {
+        if h.reset_token.as_deref() != Some(token) {
+            clear(h);
+            h.reset_token = Some(token.to_string());
+            transitions.push(Transition::Reset { by_annotation: true });
+        }
+    }
+    transitions
+}
+
+/// Operator-initiated restarts of hung pods: spaced by the backoff, each one a failure (added to
+/// `recorded`). The pods to restart, and whether the backoff deferred one.
+fn restart_hung(
+    policy: &Policy,
+    h: &mut History,
+    hung: Vec<String>,
+    recorded: &mut Vec<Failure>,
+    now: Timestamp,
+    jitter: f64,
+) -> (Vec<String>, bool) {
     let mut restart = Vec::new();
-    let mut deferred = false;
-    for pod in input.hung {
+    for pod in hung {
         if h.circuit_open || h.failures.len() + recorded.len() > policy.max_restarts as usize {
             break;
         }
         if h.next_attempt_at.as_ref().is_some_and(|t| now < t.0) {
-            deferred = true;
-            break;
+            return (restart, true);
         }
         recorded.push(Failure {
             reason: "ReadinessTimeout".into(),
@@ -129,47 +154,45 @@ pub fn step(policy: &Policy, prev: &History, input: Input) -> Step {
         }
         restart.push(pod);
         h.backoff_attempt += 1;
-        h.next_attempt_at =
-            Some(after(now, backoff::jittered(&policy.backoff, h.backoff_attempt, input.jitter)));
+        h.next_attempt_at = Some(after(now, backoff::jittered(&policy.backoff, h.backoff_attempt, jitter)));
     }
-    h.failures.extend(recorded.iter().cloned());
-    h.failures.sort_by_key(|f| f.at.0);
+    (restart, false)
+}
 
+/// One failure too many opens the circuit; a slid window and an elapsed backoff half-open it.
+fn move_circuit(policy: &Policy, h: &mut History, now: Timestamp, jitter: f64) -> Option<Transition> {
     let used = h.failures.len();
     if !h.circuit_open && used > policy.max_restarts as usize {
         h.circuit_open = true;
         h.backoff_attempt += 1;
-        h.next_attempt_at =
-            Some(after(now, backoff::jittered(&policy.backoff, h.backoff_attempt, input.jitter)));
-        transitions.push(Transition::BudgetExhausted);
+        h.next_attempt_at = Some(after(now, backoff::jittered(&policy.backoff, h.backoff_attempt, jitter)));
+        Some(Transition::BudgetExhausted)
     } else if h.circuit_open
         && used <= policy.max_restarts as usize
         && h.next_attempt_at.as_ref().is_none_or(|t| now >= t.0)
     {
         h.circuit_open = false;
-        transitions.push(Transition::HalfOpen);
+        Some(Transition::HalfOpen)
+    } else {
+        None
     }
+}
 
-    // A clean run (every worker Ready, nothing pending) forgives the backoff, not the budget.
-    if input.all_ready && !h.circuit_open && restart.is_empty() && !deferred {
-        h.backoff_attempt = 0;
-        h.next_attempt_at = None;
-    }
-
+/// When to look again: when the oldest failure leaves the window, and while the circuit is open
+/// or a restart is deferred, when it may go on.
+fn wake(policy: &Policy, h: &History, deferred: bool, now: Timestamp) -> Option<Duration> {
     let mut wake = None;
     if let Some(oldest) = h.failures.first() {
         wake = earliest(wake, until(now, expiry(policy, oldest)));
     }
     if h.circuit_open || deferred {
         let next = h.next_attempt_at.as_ref().map(|t| t.0).unwrap_or(now);
-        let resets = resets_at(policy, &h).unwrap_or(now);
+        let resets = resets_at(policy, h).unwrap_or(now);
         wake = earliest(wake, until(now, next.max(if h.circuit_open { resets } else { next })));
     }
-    Step { history: h, restart, recorded, transitions, requeue: wake }
+    wake
 }
 
-/// When the budget next changes: while the circuit is open, when it may half-open; otherwise when
-/// the oldest failure leaves the window.
 /// The budget as the status shows it.
 pub fn status(policy: &Policy, h: &History) -> RestartBudgetStatus {
     RestartBudgetStatus {
@@ -180,6 +203,8 @@ pub fn status(policy: &Policy, h: &History) -> RestartBudgetStatus {
     }
 }
 
+/// When the budget next changes: while the circuit is open, when it may half-open; otherwise when
+/// the oldest failure leaves the window.
 pub fn resets_at(policy: &Policy, h: &History) -> Option<Timestamp> {
     let max = policy.max_restarts as usize;
     if h.failures.len() > max {
