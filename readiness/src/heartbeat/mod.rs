@@ -187,9 +187,14 @@ impl Board {
 /// Holds the stream to one worker for as long as its pod is followed (the task is aborted then).
 async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr: SocketAddr) {
     let mut failures = 0u32;
+    // A silence not confirmed yet: a beating worker whose stream goes quiet is asked once more, on
+    // a fresh connection, before it is called down. A hung process can't answer it; one that was
+    // only starved of CPU for a moment does (seen under load: 300 ms gaps on a saturated node).
+    let mut suspect: Option<Lost> = None;
     loop {
+        let first_within = suspect.map_or(stream::FIRST_SIGNAL, confirm_window);
         let mut heard = false;
-        let lost = stream::hold(addr, |signal| {
+        let lost = stream::hold(addr, first_within, |signal| {
             heard = true;
             match signal {
                 Signal::Beat => board.beat(&service, &link),
@@ -203,9 +208,23 @@ async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr
             board.legacy(&service, &link);
             return;
         }
+        let earlier = suspect.take().filter(|_| !heard);
+        if earlier.is_none() && matches!(lost, Lost::Silent(_)) && link.beating.load(Ordering::SeqCst) {
+            suspect = Some(lost);
+            continue;
+        }
+        let lost = earlier.unwrap_or(lost);
         board.down(&service, &link, lost.cause(), || lost.describe());
         failures = if heard { 0 } else { failures.saturating_add(1) };
         tokio::time::sleep(retry_delay(failures)).await;
+    }
+}
+
+/// How long the confirming connection has: one beat period (the silence was 3), at least 50 ms.
+fn confirm_window(silence: Lost) -> Duration {
+    match silence {
+        Lost::Silent(ms) => Duration::from_millis((ms / u64::from(stream::MISSED_BEATS)).max(50)),
+        _ => stream::FIRST_SIGNAL,
     }
 }
 
@@ -217,6 +236,12 @@ fn retry_delay(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silence_is_confirmed_within_one_more_period() {
+        assert_eq!(confirm_window(Lost::Silent(300)), Duration::from_millis(100));
+        assert_eq!(confirm_window(Lost::Silent(90)), Duration::from_millis(50), "at least 50 ms");
+    }
 
     #[test]
     fn retries_soon_after_a_lost_stream_then_back_off_to_a_second() {

@@ -12,10 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// A worker on the pod network accepts in well under a millisecond; past this it is cut off.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The head and the hello come at once from a live worker.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+/// The head, the hello and the first signal come at once from a live worker: a new stream that
+/// says nothing for this long is lost (connecting included: a worker on the pod network accepts
+/// in well under a millisecond).
+pub const FIRST_SIGNAL: Duration = Duration::from_secs(1);
 /// Beats missing for this many periods mark the worker down (hung, or not ready).
 pub const MISSED_BEATS: u32 = 3;
 /// Longest SSE frame accepted (a hello is ~40 bytes, a beat 12).
@@ -72,9 +72,13 @@ pub enum Signal {
 }
 
 /// Connects to `addr`, calls `on` with what each read carried (its last signal), and returns when
-/// the stream is lost.
-pub async fn hold(addr: SocketAddr, mut on: impl FnMut(Signal)) -> Lost {
-    let mut tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+/// the stream is lost: the first signal must come within `first_within`, then a signal every
+/// period.
+pub async fn hold(addr: SocketAddr, first_within: Duration, mut on: impl FnMut(Signal)) -> Lost {
+    let deadline = tokio::time::Instant::now() + first_within;
+    let first_wait =
+        || deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1));
+    let mut tcp = match timeout(first_within, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Lost::Refused,
         _ => return Lost::Unreachable,
@@ -87,8 +91,9 @@ pub async fn hold(addr: SocketAddr, mut on: impl FnMut(Signal)) -> Lost {
     let mut buf = [0u8; 512];
     let mut filled = 0;
     let body_at = loop {
-        match read(&mut tcp, &mut buf[filled..], HELLO_TIMEOUT).await {
+        match read(&mut tcp, &mut buf[filled..], first_wait()).await {
             Ok(n) => filled += n,
+            Err(Lost::Silent(_)) => return silent(first_within),
             Err(lost) => return lost,
         }
         match head(&buf[..filled]) {
@@ -99,30 +104,39 @@ pub async fn hold(addr: SocketAddr, mut on: impl FnMut(Signal)) -> Lost {
         }
     };
     let mut frames = Frames::default();
-    let mut period = None;
+    let (mut period, mut heard) = (None, false);
     let mut chunk = body_at..filled;
     loop {
         match frames.push(&buf[chunk]) {
             Some(pushed) => {
                 period = pushed.period.or(period);
                 if let Some(signal) = pushed.last {
+                    heard = true;
                     on(signal);
                 }
             }
             None => return Lost::Rejected(200),
         }
-        let wait = period.map_or(HELLO_TIMEOUT, |p: Duration| p * MISSED_BEATS);
+        let wait = match period {
+            Some(p) if heard => p * MISSED_BEATS,
+            _ => first_wait(),
+        };
         filled = match read(&mut tcp, &mut buf, wait).await {
             Ok(n) => n,
+            Err(Lost::Silent(_)) if !heard => return silent(first_within),
             Err(lost) => return lost,
         };
         chunk = 0..filled;
     }
 }
 
+fn silent(wait: Duration) -> Lost {
+    Lost::Silent(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
 async fn read(tcp: &mut TcpStream, buf: &mut [u8], wait: Duration) -> Result<usize, Lost> {
     match timeout(wait, tcp.read(buf)).await {
-        Err(_) => Err(Lost::Silent(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))),
+        Err(_) => Err(silent(wait)),
         Ok(Ok(0)) | Ok(Err(_)) => Err(Lost::Closed),
         Ok(Ok(n)) => Ok(n),
     }
@@ -267,12 +281,12 @@ mod tests {
     async fn a_closed_stream_is_lost_at_once_and_a_silent_one_after_three_periods() {
         let mut signals = vec![];
         let started = std::time::Instant::now();
-        assert_eq!(hold(worker(BEATING, true).await, |s| signals.push(s)).await, Lost::Closed);
+        assert_eq!(hold(worker(BEATING, true).await, FIRST_SIGNAL, |s| signals.push(s)).await, Lost::Closed);
         assert_eq!(signals, [Signal::Beat]);
         assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
 
         let started = std::time::Instant::now();
-        assert_eq!(hold(worker(BEATING, false).await, |_| {}).await, Lost::Silent(150));
+        assert_eq!(hold(worker(BEATING, false).await, FIRST_SIGNAL, |_| {}).await, Lost::Silent(150));
         let took = started.elapsed();
         assert!((Duration::from_millis(150)..Duration::from_millis(400)).contains(&took), "{took:?}");
     }
@@ -280,9 +294,15 @@ mod tests {
     #[tokio::test]
     async fn refused_and_rejected_say_so() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert_eq!(hold(free, |_| {}).await, Lost::Refused);
+        assert_eq!(hold(free, FIRST_SIGNAL, |_| {}).await, Lost::Refused);
         let old = worker(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", false).await;
-        assert_eq!(hold(old, |_| {}).await, Lost::Rejected(404));
+        assert_eq!(hold(old, FIRST_SIGNAL, |_| {}).await, Lost::Rejected(404));
+        let mute = worker(b"HTTP/1.0 200 OK\r\n\r\nevent: hello\ndata: {\"periodMs\":50}\n\n", false).await;
+        assert_eq!(
+            hold(mute, Duration::from_millis(80), |_| {}).await,
+            Lost::Silent(80),
+            "a hello is not a signal"
+        );
         assert_eq!(Lost::Rejected(404).describe(), "its heartbeat endpoint answered HTTP 404");
     }
 }
