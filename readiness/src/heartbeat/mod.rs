@@ -195,6 +195,9 @@ async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr
         let first_within = suspect.map_or(stream::FIRST_SIGNAL, confirm_window);
         let mut heard = false;
         let lost = stream::hold(addr, first_within, |signal| {
+            if !heard && suspect.is_some() {
+                tracing::info!(%service, "a worker's stream went quiet, but it answered a fresh one: still up");
+            }
             heard = true;
             match signal {
                 Signal::Beat => board.beat(&service, &link),
