@@ -41,7 +41,16 @@ die() { log "error: $*"; exit 1; }
 # fail_with NAME MESSAGE: the component's log tail, then the error.
 fail_with() { tail -n 30 "$LOGS/$1.log" >&2 2>/dev/null || true; die "$2 (log: $LOGS/$1.log)"; }
 
-pid_alive_in() { [ -f "$1/run/$2.pid" ] && kill -0 "$(cat "$1/run/$2.pid")" 2>/dev/null; }
+# pid_alive_in DIR NAME: DIR's NAME runs. A killed process its parent hasn't reaped yet is a
+# zombie, and dead: kill -0 alone would call it alive.
+pid_alive_in() {
+  [ -f "$1/run/$2.pid" ] || return 1
+  local pid state
+  pid=$(cat "$1/run/$2.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  state=$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 pid_alive() { pid_alive_in "$DIR" "$1"; }
 
 # start NAME CMD...: runs CMD in its own session, logs to $LOGS/NAME.log, pid in $RUN/NAME.pid.

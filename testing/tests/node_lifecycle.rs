@@ -115,6 +115,7 @@ fn run_a_pod(dir: &Path) {
 
 /// SIGKILL to every process `up` started: what CI does to a session before it runs.
 fn kill_everything(dir: &Path) {
+    let mut pids = vec![];
     for entry in std::fs::read_dir(dir.join("run")).expect("run dir").flatten() {
         let Some(pid) = std::fs::read_to_string(entry.path()).ok().and_then(|p| p.trim().parse::<i32>().ok())
         else {
@@ -125,8 +126,18 @@ fn kill_everything(dir: &Path) {
             libc::kill(-pid, libc::SIGKILL);
             libc::kill(pid, libc::SIGKILL);
         }
+        pids.push(pid);
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SIGKILL is not instant (a busy kubelet's threads take a while under load): wait until each
+    // is gone or a zombie, as after a real kill.
+    let dead = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'))
+    };
+    let started = std::time::Instant::now();
+    while !pids.iter().all(dead) && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
