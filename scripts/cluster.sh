@@ -288,7 +288,7 @@ cmd_spare() {
 }
 
 cmd_down() {
-  if [ "$NODE_MODE" = real ]; then node_teardown "$DIR"; fi
+  if [ "$NODE_MODE" = real ]; then node_down; fi
   if [ "$NODE_MODE" = sim ] && [ "$(id -u)" = 0 ]; then ip route del blackhole "$POD_GUARD" 2>/dev/null || true; fi
   for p in sim-node kube-scheduler kube-controller-manager kube-apiserver-spare kube-apiserver etcd; do stop "$p"; done
   rm -rf "/dev/shm/dialtone-etcd-$ETCD_PORT" "$DIR/etcd"

@@ -62,6 +62,22 @@ node_clean_stale() {
   node_teardown "$owner"
 }
 
+# Stops this dir's real node. A node another dir left behind when it was killed is undone too
+# (its record would go with this one's); one that still runs is left alone.
+node_down() {
+  local owner
+  owner=$(cat "$NODE_STATE/dir" 2>/dev/null || echo "$DIR")
+  if [ "$owner" != "$DIR" ]; then
+    if pid_alive_in "$owner" containerd || pid_alive_in "$owner" kubelet; then
+      log "the real node belongs to $owner, which still runs: left alone"
+      return 0
+    fi
+    log "cleaning up a real node left behind by a run that was killed (cluster dir $owner)"
+    node_teardown "$owner"
+  fi
+  node_teardown "$DIR"
+}
+
 # True when no bridge, rule or chain of a real node is on the host.
 host_is_clean() {
   ! ip link show "$BRIDGE" >/dev/null 2>&1 && ! iptables-save 2>/dev/null | grep -q "$RULE\|KUBE-\|CNI-"
