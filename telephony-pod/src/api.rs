@@ -15,22 +15,38 @@ use base64::Engine;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use tokio::sync::watch;
+
+use crate::calls::{routes as calls, Calls};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::error::{ApiError, Body};
 use crate::input::{is_call_control_id, CallRequest, CredentialRequest};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::telnyx::{Dial, Telnyx};
+use crate::webhook::{self, Seen};
 
 /// Bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// Whether the worker should get traffic: the last Telnyx check, and shutdown.
-#[derive(Default)]
+/// Whether the worker should get traffic: the last Telnyx check, and shutdown. Shutdown has two
+/// steps: `shut_down` (SIGTERM: no new calls, live ones drain) and `stop` (drained: streams end,
+/// the server stops accepting).
 pub struct Readiness {
     /// None until the first check; then Ok, or why it failed.
     last_check: Mutex<Option<Result<(), String>>>,
     shutting_down: AtomicBool,
+    stopped: watch::Sender<bool>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            last_check: Mutex::new(None),
+            shutting_down: AtomicBool::new(false),
+            stopped: watch::Sender::new(false),
+        }
+    }
 }
 
 impl Readiness {
@@ -46,6 +62,21 @@ impl Readiness {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The drain is over: long-lived streams end and the server stops.
+    pub fn stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     pub fn problem(&self) -> Option<String> {
@@ -66,6 +97,9 @@ pub struct AppState {
     pub telnyx: Arc<Telnyx>,
     pub credentials: Arc<Credentials>,
     pub readiness: Arc<Readiness>,
+    pub calls: Arc<Calls>,
+    /// Webhook event ids already applied.
+    pub seen: Arc<Mutex<Seen>>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
 }
@@ -73,8 +107,16 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/credentials", post(create_credential))
-        .route("/v1/calls", post(dial))
+        .route("/v1/calls", post(dial).get(calls::list))
+        .route("/v1/calls/{call_control_id}", get(calls::get))
         .route("/v1/calls/{call_control_id}/hangup", post(hangup))
+        .route("/v1/calls/{call_control_id}/recording/start", post(calls::start_recording))
+        .route("/v1/calls/{call_control_id}/recording/stop", post(calls::stop_recording))
+        .route("/v1/events", get(calls::events))
+        .route(
+            "/v1/webhooks/telnyx",
+            post(webhook::receive).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+        )
         .route("/v1/heartbeat", get(crate::heartbeat::stream))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -128,6 +170,16 @@ struct CallResponse {
 
 async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result<Response, ApiError> {
     req.validate()?;
+    if s.readiness.is_shutting_down() {
+        // Draining: the app retries, and the Service sends it to another worker.
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this worker is draining: it takes no new calls",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
     let client_state = req.client_state.as_ref().map(|c| base64::engine::general_purpose::STANDARD.encode(c));
     let call = s
         .telnyx
@@ -141,6 +193,13 @@ async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result
         })
         .await
         .map_err(ApiError::upstream)?;
+    s.calls.dialed(
+        &call.call_control_id,
+        call.call_leg_id.clone(),
+        call.call_session_id.clone(),
+        &req.from,
+        &req.to,
+    );
     let body = CallResponse {
         call_control_id: call.call_control_id,
         call_leg_id: call.call_leg_id,
@@ -154,7 +213,13 @@ async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
         return Err(ApiError::invalid("callControlId", "is not a valid call control id"));
     }
     match s.telnyx.hangup(&id, &command_id()).await {
-        Ok(()) => Ok(Json(serde_json::json!({ "result": "ok" })).into_response()),
+        Ok(()) => {
+            // With webhooks, Telnyx's call.hangup says how it ended; without, this is all we learn.
+            if s.config.webhook_key.is_none() {
+                s.calls.ended_here(&id, "normal_clearing", "app");
+            }
+            Ok(Json(serde_json::json!({ "result": "ok" })).into_response())
+        }
         Err(e) if e.code() == Some("90018") => {
             Err(ApiError::new(StatusCode::CONFLICT, "call_already_ended", "the call has already ended")
                 .with_upstream_code("90018"))
@@ -181,7 +246,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Telnyx ignores a repeated `command_id`, so a retried command can't act twice.
-fn command_id() -> String {
+pub(crate) fn command_id() -> String {
     let r: u128 = rand::random();
     format!("dialtone-{r:032x}")
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::secret::ApiKey;
+use crate::webhook::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason}")]
@@ -33,6 +34,10 @@ pub struct Config {
     pub sweep_period: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long live calls may go on after SIGTERM before the worker ends them.
+    pub drain_timeout: Duration,
+    /// Telnyx's public key for webhook signatures; webhooks are off without it.
+    pub webhook_key: Option<PublicKey>,
 }
 
 impl Config {
@@ -67,6 +72,13 @@ impl Config {
         if service.len() > 200 || service.chars().any(|c| c.is_whitespace()) {
             return Err(ConfigError { var: "DIALTONE_SERVICE", reason: "must be <namespace>/<name>".into() });
         }
+        let webhook_key = match get("TELNYX_PUBLIC_KEY").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                PublicKey::from_base64(&v)
+                    .map_err(|e| ConfigError { var: "TELNYX_PUBLIC_KEY", reason: e.to_string() })?,
+            ),
+        };
         let secs = Duration::from_secs;
         let ms = Duration::from_millis;
         Ok(Config {
@@ -84,6 +96,8 @@ impl Config {
             max_attempts: u32::try_from(number("TELNYX_MAX_ATTEMPTS", 3, 1, 10)?).unwrap_or(3),
             sweep_period: secs(number("SWEEP_PERIOD_SECONDS", 300, 1, 86_400)?),
             shutdown_grace: secs(number("SHUTDOWN_GRACE_SECONDS", 10, 0, 300)?),
+            drain_timeout: secs(number("DRAIN_TIMEOUT_SECONDS", 30, 0, 3600)?),
+            webhook_key,
         })
     }
 
@@ -120,6 +134,23 @@ mod tests {
         assert_eq!(c.credential_ttl, Duration::from_secs(86_400));
         assert_eq!(c.max_credentials, 5);
         assert_eq!(c.tag(), "dialtone:default/telephony");
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert!(c.webhook_key.is_none());
+    }
+
+    #[test]
+    fn a_webhook_key_must_be_an_ed25519_key_and_is_never_echoed() {
+        let mut with_key = MINIMAL.to_vec();
+        with_key.push(("TELNYX_PUBLIC_KEY", "not-a-key-SECRETISH"));
+        let e = Config::from_lookup(env(&with_key)).unwrap_err();
+        assert_eq!(e.var, "TELNYX_PUBLIC_KEY");
+        assert!(!e.to_string().contains("SECRETISH"), "{e}");
+        use base64::Engine;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let key = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
+        let mut good = MINIMAL.to_vec();
+        good.push(("TELNYX_PUBLIC_KEY", key.as_str()));
+        assert!(Config::from_lookup(env(&good)).unwrap().webhook_key.is_some());
     }
 
     #[test]

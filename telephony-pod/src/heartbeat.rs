@@ -4,8 +4,10 @@
 //! The stream opens with `event: hello` carrying the period, then sends `data: beat` every period
 //! while the worker is ready, and `event: unready` with the reason (the same as `/readyz`'s) while
 //! it is not: the reader knows at once, and why. A dead process closes its socket at once (the
-//! kernel does it); a hung one goes silent, and the reader gives up after 3 periods. On shutdown
-//! the stream ends, so a draining worker is down at once and the server isn't held open by it.
+//! kernel does it); a hung one goes silent, and the reader gives up after 3 periods. On SIGTERM
+//! it sends `event: draining` with the live calls (`{"activeCalls": N}`) each period, so the
+//! worker is out of rotation at once and the app can see what it still holds; once drained the
+//! stream ends, so it never holds the server open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,15 +25,21 @@ pub async fn stream(State(s): State<AppState>) -> Response {
     let hello = Event::default().event("hello").data(format!("{{\"periodMs\":{}}}", period.as_millis()));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let beats = stream::unfold((tick, s.readiness.clone()), |(mut tick, readiness)| async move {
-        tick.tick().await;
-        let event = match beat(&readiness) {
-            Beat::Stop => return None,
-            Beat::Ready => Event::default().data("beat"),
-            Beat::Unready(why) => Event::default().event("unready").data(why),
-        };
-        Some((Ok::<_, Infallible>(event), (tick, readiness)))
-    });
+    let beats = stream::unfold(
+        (tick, s.readiness.clone(), s.calls.clone()),
+        |(mut tick, readiness, calls)| async move {
+            tick.tick().await;
+            let event = match beat(&readiness) {
+                Beat::Stop => return None,
+                Beat::Ready => Event::default().data("beat"),
+                Beat::Unready(why) => Event::default().event("unready").data(why),
+                Beat::Draining => Event::default()
+                    .event("draining")
+                    .data(format!("{{\"activeCalls\":{}}}", calls.active().len())),
+            };
+            Some((Ok::<_, Infallible>(event), (tick, readiness, calls)))
+        },
+    );
     Sse::new(stream::once(async { Ok(hello) }).chain(beats)).into_response()
 }
 
@@ -40,13 +48,18 @@ enum Beat {
     Ready,
     /// Not ready (Telnyx unreachable, first check pending): no beat, the reason instead.
     Unready(String),
-    /// Shutting down: the stream ends.
+    /// SIGTERM received: no new calls, live ones finishing (how many goes with it).
+    Draining,
+    /// Drained: the stream ends.
     Stop,
 }
 
 fn beat(readiness: &Arc<Readiness>) -> Beat {
-    if readiness.is_shutting_down() {
+    if readiness.is_stopped() {
         return Beat::Stop;
+    }
+    if readiness.is_shutting_down() {
+        return Beat::Draining;
     }
     match readiness.problem() {
         None => Beat::Ready,
@@ -68,6 +81,8 @@ mod tests {
         assert_eq!(beat(&r), Beat::Unready("Telnyx check failed: unreachable".into()));
         r.record(Ok(()));
         r.shut_down();
+        assert_eq!(beat(&r), Beat::Draining);
+        r.stop();
         assert_eq!(beat(&r), Beat::Stop);
     }
 }

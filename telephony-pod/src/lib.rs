@@ -2,8 +2,10 @@
 //! credentials and tokens, placing and ending calls through Telnyx), isolated in its own pod.
 
 pub mod api;
+pub mod calls;
 pub mod config;
 pub mod credentials;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod heartbeat;
@@ -11,6 +13,7 @@ pub mod input;
 pub mod metrics;
 pub mod secret;
 pub mod telnyx;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,13 +22,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, Readiness};
+use crate::calls::Calls;
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::telnyx::Telnyx;
 
-/// Serves the API on `listener` until `shutdown` resolves, then: readiness turns false, traffic
-/// keeps flowing for `shutdown_delay` (so endpoints can drop this pod), new connections stop, and
+/// Serves the API on `listener` until `shutdown` resolves, then drains: readiness turns false
+/// and new calls are refused, traffic keeps flowing for `shutdown_delay` (so endpoints can drop
+/// this pod) and live calls may finish up to the drain timeout; then new connections stop, and
 /// in-flight requests get up to `shutdown_grace` to finish.
 pub async fn serve(
     config: Config,
@@ -47,38 +53,44 @@ pub async fn serve(
         metrics.clone(),
     ));
     let readiness = Arc::new(Readiness::default());
+    let calls = Arc::new(Calls::new(metrics.clone()));
     let grace = config.shutdown_grace;
+    let plan = Drain {
+        delay: shutdown_delay,
+        timeout: config.drain_timeout,
+        calls_end_visibly: config.webhook_key.is_some(),
+    };
     let state = AppState {
         config: Arc::new(config),
         telnyx: telnyx.clone(),
         credentials: credentials.clone(),
         readiness: readiness.clone(),
+        calls: calls.clone(),
+        seen: Arc::default(),
         metrics,
         registry,
     };
-    let checker = tokio::spawn(health::check_telnyx(telnyx, readiness.clone(), state.config.health_period));
+    let checker =
+        tokio::spawn(health::check_telnyx(telnyx.clone(), readiness.clone(), state.config.health_period));
     let sweeper = tokio::spawn(sweep(credentials, state.config.sweep_period));
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let drain = readiness.clone();
+    let drainer = readiness.clone();
     tokio::spawn(async move {
         shutdown.await;
-        drain.shut_down();
-        tracing::info!(delay_ms = shutdown_delay.as_millis() as u64, "shutting down: readiness is now false");
-        tokio::time::sleep(shutdown_delay).await;
-        let _ = stop_tx.send(());
+        drainer.shut_down();
+        drain::run(plan, &calls, &telnyx).await;
+        drainer.stop();
     });
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let stopping = readiness.clone();
+    let server = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move { stopping.stopped().await });
+    let mut server = tokio::spawn(async move { server.await });
     // The grace period starts when we stop accepting; until then the server runs unbounded.
-    let mut server = server;
     tokio::select! {
         res = &mut server => { res??; }
         _ = async {
-            while !readiness_stopped(&readiness) { tokio::time::sleep(Duration::from_millis(20)).await; }
-            tokio::time::sleep(shutdown_delay + grace).await;
+            readiness.stopped().await;
+            tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish within the grace period");
             server.abort();
@@ -88,10 +100,6 @@ pub async fn serve(
     sweeper.abort();
     tracing::info!("stopped");
     Ok(())
-}
-
-fn readiness_stopped(r: &Readiness) -> bool {
-    r.is_shutting_down()
 }
 
 async fn sweep(credentials: Arc<Credentials>, period: Duration) {

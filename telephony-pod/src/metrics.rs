@@ -28,6 +28,27 @@ pub struct EventLabel {
     pub event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndLabels {
+    /// `answered` or `unanswered`.
+    pub outcome: String,
+    /// Telnyx's hangup cause (or `drain_timeout`, `other`).
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// The event type (`call.hangup`, ...), `other` for types the worker doesn't act on.
+    pub event: String,
+    /// `applied`, `unchanged` (late or unknown), or `duplicate` (an id seen before).
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
@@ -35,6 +56,11 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabel, Counter>,
     pub credentials: Family<EventLabel, Counter>,
     pub live_credentials: Gauge,
+    pub active_calls: Gauge,
+    pub calls_ended: Family<EndLabels, Counter>,
+    pub call_duration: Histogram,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub webhooks_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,6 +74,12 @@ impl Default for Metrics {
             upstream_errors: Family::default(),
             credentials: Family::default(),
             live_credentials: Gauge::default(),
+            active_calls: Gauge::default(),
+            calls_ended: Family::default(),
+            // 1 s .. ~4.5 h
+            call_duration: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            webhooks: Family::default(),
+            webhooks_rejected: Family::default(),
         }
     }
 }
@@ -65,6 +97,15 @@ impl Metrics {
         r.register("upstream_errors", "Telnyx call failures by kind", self.upstream_errors.clone());
         r.register("credentials", "Credentials created, reused and deleted", self.credentials.clone());
         r.register("live_credentials", "Credentials this worker holds", self.live_credentials.clone());
+        r.register("active_calls", "Calls placed or heard of that have not ended", self.active_calls.clone());
+        r.register("calls_ended", "Calls ended, by outcome and hangup cause", self.calls_ended.clone());
+        r.register("call_duration_seconds", "Answered calls, answer to hangup", self.call_duration.clone());
+        r.register("webhooks", "Verified Telnyx webhooks, by event type and result", self.webhooks.clone());
+        r.register(
+            "webhooks_rejected",
+            "Telnyx webhooks refused (bad signature, stale, malformed), by reason",
+            self.webhooks_rejected.clone(),
+        );
         registry
     }
 

@@ -306,6 +306,15 @@ async fn bad_input_gets_a_clear_4xx_json_error() {
         ),
         ("/v1/calls/bad%20id/hangup", "application/json", "{}".into(), 400, "callControlId"),
         ("/v1/nope", "application/json", "{}".into(), 404, "no such route"),
+        ("/v1/calls/v3:c/recording/start", "application/json", "{nope".into(), 400, "key must be a string"),
+        (
+            "/v1/calls/v3:c/recording/start",
+            "application/json",
+            r#"{"channels":"quad"}"#.into(),
+            400,
+            "channels",
+        ),
+        ("/v1/calls/bad%20id/recording/stop", "application/json", "".into(), 400, "callControlId"),
     ];
     for (path, ct, body, want, mention) in cases {
         let res = send(path, ct, body).await.expect("request");
@@ -315,7 +324,9 @@ async fn bad_input_gets_a_clear_4xx_json_error() {
         assert_eq!(status, want, "{path}: {msg}");
         assert!(msg.contains(mention), "{path}: {msg:?} should mention {mention:?}");
     }
-    let res = client.get(format!("{}/v1/calls", w.url)).send().await.expect("request");
+    let res = client.delete(format!("{}/v1/calls", w.url)).send().await.expect("request");
     assert_eq!(res.status().as_u16(), 405);
+    let res = client.get(format!("{}/v1/calls/bad%20id", w.url)).send().await.expect("request");
+    assert_eq!(res.status().as_u16(), 400);
     assert!(fake.seen("POST", "/v2").is_empty(), "nothing invalid reached Telnyx");
 }

@@ -133,11 +133,18 @@ async fn sigterm_turns_readiness_off_first_finishes_in_flight_work_and_exits_0()
     let pid = child.id().expect("pid").to_string();
     let sent = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    // ... ends at once on SIGTERM, while in-flight work goes on: the worker is down for new calls.
-    let ended = tokio::time::timeout(Duration::from_millis(600), async {
-        while let Ok(Some(_)) = heartbeat.chunk().await {}
+    // ... says `draining` at once on SIGTERM, while in-flight work goes on: the worker is down
+    // for new calls. The stream ends once the drain is over.
+    let draining = tokio::time::timeout(Duration::from_millis(600), async {
+        let mut seen = String::new();
+        while let Ok(Some(chunk)) = heartbeat.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: draining\ndata: {\"activeCalls\":") {
+                return;
+            }
+        }
     });
-    assert!(ended.await.is_ok(), "the heartbeat stream ends on SIGTERM");
+    assert!(draining.await.is_ok(), "the heartbeat says draining on SIGTERM");
 
     // Readiness turns false at once, while the server still answers.
     let (status, body) = testing::wait_until(Duration::from_secs(2), "readiness false", || async {
@@ -148,6 +155,11 @@ async fn sigterm_turns_readiness_off_first_finishes_in_flight_work_and_exits_0()
     assert!(sent.elapsed() < Duration::from_millis(700), "before new connections stop");
 
     assert_eq!(in_flight.await.expect("join").ok(), Some(201), "the in-flight dial finished");
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Ok(Some(_)) = heartbeat.chunk().await {}
+    });
+    assert!(ended.await.is_ok(), "the heartbeat stream ends once drained");
+
     let status_code =
         tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").expect("wait");
     assert_eq!(status_code.code(), Some(0));

@@ -68,6 +68,14 @@ pub struct Dial<'a> {
     pub command_id: String,
 }
 
+/// `StartRecordingRequest`: `format` and `channels` are required.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordStart<'a> {
+    pub format: &'a str,
+    pub channels: &'a str,
+    pub command_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Call {
     pub call_control_id: String,
@@ -175,6 +183,22 @@ impl Telnyx {
         let path = format!("/calls/{}/actions/hangup", encode(call_control_id));
         let body = serde_json::json!({ "command_id": command_id });
         self.send("hangup", true, || self.req(Method::POST, &path).json(&body)).await.map(|_| ())
+    }
+
+    /// Starts recording a live call (`record_start`); Telnyx sends `call.recording.saved` later.
+    pub async fn record_start(
+        &self,
+        call_control_id: &str,
+        r: &RecordStart<'_>,
+    ) -> Result<(), UpstreamError> {
+        let path = format!("/calls/{}/actions/record_start", encode(call_control_id));
+        self.send("record_start", true, || self.req(Method::POST, &path).json(r)).await.map(|_| ())
+    }
+
+    pub async fn record_stop(&self, call_control_id: &str, command_id: &str) -> Result<(), UpstreamError> {
+        let path = format!("/calls/{}/actions/record_stop", encode(call_control_id));
+        let body = serde_json::json!({ "command_id": command_id });
+        self.send("record_stop", true, || self.req(Method::POST, &path).json(&body)).await.map(|_| ())
     }
 
     fn req(&self, method: Method, path: &str) -> RequestBuilder {

@@ -85,6 +85,7 @@ impl Fake {
             .route("/v2/telephony_credentials/{id}/token", post(token))
             .route("/v2/calls", post(dial))
             .route("/v2/calls/{id}/actions/hangup", post(hangup))
+            .route("/v2/calls/{id}/actions/{action}", post(call_action))
             .with_state(fake.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
         fake.addr = listener.local_addr().ok();
@@ -326,6 +327,77 @@ async fn hangup(State(f): State<Fake>, h: HeaderMap, Path(id): Path<String>, bod
     json(StatusCode::OK, serde_json::json!({ "data": { "result": "ok" } }))
 }
 
+/// record_start, record_stop: `{"data": {"result": "ok"}}`, as Telnyx answers.
+async fn call_action(
+    State(f): State<Fake>,
+    h: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let route = if action == "record_start" { "record_start" } else { "record_stop" };
+    if let Some(r) =
+        intake(&f, route, "POST", format!("/v2/calls/{id}/actions/{action}"), HashMap::new(), &h, &body).await
+    {
+        return r;
+    }
+    if let Some(r) = unauthorized(&h) {
+        return r;
+    }
+    json(StatusCode::OK, serde_json::json!({ "data": { "result": "ok" } }))
+}
+
+/// Signs webhooks as Telnyx does: ed25519 over `<timestamp>|<body>`, with a key made per test.
+pub struct TelnyxSigner {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl TelnyxSigner {
+    pub fn new() -> TelnyxSigner {
+        TelnyxSigner { key: ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>()) }
+    }
+
+    /// The public key as Telnyx's portal shows it (base64 of the raw 32 bytes).
+    pub fn public_key(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// `telnyx-timestamp` and `telnyx-signature-ed25519` for `body` sent at `timestamp`.
+    pub fn headers(&self, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let signature = self.key.sign(format!("{timestamp}|{body}").as_bytes());
+        vec![
+            ("telnyx-timestamp", timestamp.to_string()),
+            (
+                "telnyx-signature-ed25519",
+                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+            ),
+        ]
+    }
+}
+
+/// A call event shaped as Telnyx's `Call*Event` schemas (`data.payload` per event type).
+pub fn call_event(id: &str, event_type: &str, call_control_id: &str, extra: serde_json::Value) -> String {
+    let mut payload = serde_json::json!({
+        "call_control_id": call_control_id,
+        "call_leg_id": format!("leg-{call_control_id}"),
+        "call_session_id": format!("session-{call_control_id}"),
+        "connection_id": "conn-test",
+        "from": "+15550001111",
+        "to": "+15550002222",
+        "client_state": "aGF2ZSBhIG5pY2UgZGF5ID1d",
+    });
+    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    serde_json::json!({ "data": {
+        "record_type": "event", "event_type": event_type, "id": id,
+        "occurred_at": jiff::Timestamp::now().to_string(), "payload": payload,
+    }})
+    .to_string()
+}
+
 /// Worker configuration pointing at `base_url`, with short timeouts for tests.
 pub fn config(base_url: &str, extra: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = [
@@ -371,11 +443,42 @@ impl Worker {
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, HeaderMap, serde_json::Value) {
         let res =
             testing::http().post(format!("{}{path}", self.url)).json(&body).send().await.expect("request");
-        let status = res.status().as_u16();
-        let headers = HeaderMap::from_iter(res.headers().iter().map(|(k, v)| (k.clone(), v.clone())));
-        let text = res.text().await.unwrap_or_default();
-        (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        answer(res).await
     }
+
+    pub async fn get(&self, path: &str) -> (u16, HeaderMap, serde_json::Value) {
+        answer(testing::http().get(format!("{}{path}", self.url)).send().await.expect("request")).await
+    }
+
+    /// Delivers a webhook with the given headers, the body sent byte for byte.
+    pub async fn webhook(
+        &self,
+        headers: &[(&'static str, String)],
+        body: &str,
+    ) -> (u16, HeaderMap, serde_json::Value) {
+        let mut req = testing::http()
+            .post(format!("{}/v1/webhooks/telnyx", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        answer(req.send().await.expect("request")).await
+    }
+
+    /// Stops the worker as SIGTERM would (the drain begins).
+    pub fn terminate(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn answer(res: reqwest::Response) -> (u16, HeaderMap, serde_json::Value) {
+    let status = res.status().as_u16();
+    let headers = HeaderMap::from_iter(res.headers().iter().map(|(k, v)| (k.clone(), v.clone())));
+    let text = res.text().await.unwrap_or_default();
+    (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
 impl Drop for Worker {
