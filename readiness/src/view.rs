@@ -84,6 +84,17 @@ pub struct StatusView {
     pub last_failure: Option<FailureView>,
     /// Failures inside the restart budget's window, oldest first.
     pub recent_failures: Vec<FailureMark>,
+    /// Workers shutting down: they take no new calls while their live calls finish (absent when
+    /// none, or when the readiness service doesn't follow the workers' heartbeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<DrainingWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainingWorker {
+    pub pod: String,
+    pub active_calls: u32,
 }
 
 impl StatusView {
@@ -123,6 +134,8 @@ pub struct Heartbeats {
     pub up: i32,
     /// The last worker that went down, and why: `pod calls-7d9f-x2x: its stream closed`.
     pub last_down: Option<String>,
+    /// Workers draining (pod, live calls), by pod name.
+    pub draining: Vec<(String, u32)>,
 }
 
 /// Whether the app may send calls, and the word for it. With `heartbeats`, a service is healthy
@@ -213,6 +226,14 @@ pub fn view(
             .iter()
             .map(|f| FailureMark { reason: f.reason.clone(), at: time(&f.at) })
             .collect(),
+        draining: heartbeats
+            .map(|hb| {
+                hb.draining
+                    .iter()
+                    .map(|(pod, calls)| DrainingWorker { pod: pod.clone(), active_calls: *calls })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -270,7 +291,11 @@ mod tests {
 
     #[test]
     fn heartbeats_make_a_ready_status_unavailable_the_moment_no_worker_beats() {
-        let hb = |up, last_down: Option<&str>| Heartbeats { up, last_down: last_down.map(String::from) };
+        let hb = |up, last_down: Option<&str>| Heartbeats {
+            up,
+            last_down: last_down.map(String::from),
+            draining: vec![],
+        };
         let ready = tsvc(Phase::Ready, 2);
         let v = view(&ready, 42, false, NOW, Some(&hb(2, None)));
         assert_eq!((v.status, v.http_status(), v.ready_replicas), (Word::Ready, 200, 2));
@@ -356,6 +381,17 @@ mod tests {
         assert_eq!(v.recent_failures.len(), 2);
         assert_eq!(v.recent_failures[1].at, at(NOW - 1_000).0.to_string());
         assert_eq!(v.last_failure.unwrap().message, "exit 2");
+    }
+
+    #[test]
+    fn draining_workers_and_their_live_calls_are_shown() {
+        let hb = Heartbeats { up: 1, last_down: None, draining: vec![("calls-old".into(), 2)] };
+        let v = view(&tsvc(Phase::Ready, 2), NOW, false, NOW, Some(&hb));
+        assert_eq!((v.status, v.healthy, v.ready_replicas), (Word::Degraded, true, 1));
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["draining"], serde_json::json!([{ "pod": "calls-old", "activeCalls": 2 }]));
+        let none = serde_json::to_value(view(&tsvc(Phase::Ready, 2), NOW, false, NOW, None)).unwrap();
+        assert!(none.get("draining").is_none(), "absent when no worker drains");
     }
 
     #[test]

@@ -7,6 +7,11 @@ export type Phase = "Pending" | "Progressing" | "Ready" | "Degraded" | "Failed" 
 export type Word = "ready" | "degraded" | "failed" | "paused" | "pending" | "unknown";
 
 export interface StatusView {
+  /**
+   * Workers shutting down: they take no new calls while their live calls finish (absent when
+   * none, or when the readiness service doesn't follow the workers' heartbeats).
+   */
+  draining?: DrainingWorker[];
   endpoint?: string | null;
   /**
    * True exactly when the answer is 200: the app may send calls.
@@ -39,6 +44,10 @@ export interface StatusView {
    * When this was last confirmed against the Kubernetes API (ms since the epoch).
    */
   timestamp: number;
+}
+export interface DrainingWorker {
+  activeCalls: number;
+  pod: string;
 }
 /**
  * One failure of a worker pod, as the operator recorded it.

@@ -53,6 +53,8 @@ pub struct Link {
     /// An old worker without `/v1/heartbeat`: Kubernetes alone decides for it.
     legacy: AtomicBool,
     last_down: Mutex<Option<(i64, String)>>,
+    /// Draining (SIGTERM): its live calls.
+    draining: Mutex<Option<u32>>,
 }
 
 impl Link {
@@ -109,7 +111,10 @@ impl Board {
             })
             .max()
             .map(|(_, why)| why);
-        Heartbeats { up: i32::try_from(up).unwrap_or(i32::MAX), last_down }
+        let mut draining: Vec<(String, u32)> =
+            pods.iter().filter_map(|(pod, l)| Some((pod.clone(), (*l.draining.lock().ok()?)?))).collect();
+        draining.sort();
+        Heartbeats { up: i32::try_from(up).unwrap_or(i32::MAX), last_down, draining }
     }
 
     fn changed(&self, service: &str) {
@@ -152,6 +157,7 @@ impl Board {
     }
 
     fn beat(&self, service: &str, link: &Link) {
+        self.set_draining(service, link, None);
         if !link.beating.swap(true, Ordering::SeqCst) {
             self.metrics.beating.inc();
             self.changed(service);
@@ -171,6 +177,21 @@ impl Board {
             *last = Some((now_ms(), why));
         }
         self.changed(service);
+    }
+
+    /// A worker that drains is down for new calls at once; its live calls are shown.
+    fn draining(&self, service: &str, link: &Link, calls: u32) {
+        self.down(service, link, "draining", || format!("draining, {calls} live calls"));
+        self.set_draining(service, link, Some(calls));
+    }
+
+    fn set_draining(&self, service: &str, link: &Link, calls: Option<u32>) {
+        let Ok(mut draining) = link.draining.lock() else { return };
+        if *draining != calls {
+            *draining = calls;
+            drop(draining);
+            self.changed(service);
+        }
     }
 
     fn legacy(&self, service: &str, link: &Link) {
@@ -204,6 +225,7 @@ async fn follow_worker(board: Arc<Board>, service: String, link: Arc<Link>, addr
                 Signal::Unready(why) => {
                     board.down(&service, &link, "unready", || format!("not ready: {why}"))
                 }
+                Signal::Draining(calls) => board.draining(&service, &link, calls),
             }
         })
         .await;
@@ -284,6 +306,19 @@ mod tests {
         board.down("shop/calls", &link, "unready", || "not ready: Telnyx check failed".into());
         let hb = board.heartbeats("shop/calls");
         assert_eq!(hb.last_down.as_deref(), Some("pod calls-a: not ready: Telnyx check failed"));
+        board.beat("shop/calls", &link);
+        board.draining("shop/calls", &link, 2);
+        let hb = board.heartbeats("shop/calls");
+        assert_eq!(
+            (hb.up, hb.draining.clone()),
+            (0, vec![("calls-a".to_string(), 2)]),
+            "draining is down for new calls"
+        );
+        assert_eq!(hb.last_down.as_deref(), Some("pod calls-a: draining, 2 live calls"));
+        let generation = board.generation();
+        board.draining("shop/calls", &link, 1);
+        assert!(board.generation() > generation, "a call ending changes the answer");
+        assert_eq!(board.heartbeats("shop/calls").draining, vec![("calls-a".to_string(), 1)]);
         board.legacy("shop/calls", &link);
         assert_eq!(up(&board), 1, "an old worker without heartbeats: the kubelet decides");
         board.remove("shop/calls", "calls-a");

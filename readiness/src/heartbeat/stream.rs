@@ -69,6 +69,8 @@ pub enum Signal {
     Beat,
     /// Alive, not ready, and why (its `/readyz` reason).
     Unready(String),
+    /// Shutting down: takes no new calls, and this many live ones are finishing.
+    Draining(u32),
 }
 
 /// Connects to `addr`, calls `on` with what each read carried (its last signal), and returns when
@@ -212,6 +214,11 @@ fn parse(frame: &[u8]) -> Frame {
     match (field("event").as_deref(), field("data")) {
         (None, Some(d)) if d == "beat" => Frame::Signal(Signal::Beat),
         (Some("unready"), Some(d)) => Frame::Signal(Signal::Unready(d.chars().take(MAX_REASON).collect())),
+        (Some("draining"), Some(d)) => {
+            let calls =
+                serde_json::from_str::<serde_json::Value>(&d).ok().and_then(|v| v["activeCalls"].as_u64());
+            Frame::Signal(Signal::Draining(calls.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))))
+        }
         (Some("hello"), Some(d)) => serde_json::from_str::<serde_json::Value>(&d)
             .ok()
             .and_then(|v| v["periodMs"].as_u64())
@@ -233,6 +240,8 @@ mod tests {
         assert_eq!(f.push(b"ta: beat\n").unwrap().last, None, "half a frame is no beat");
         assert_eq!(f.push(b"\ndata: beat\n\ndata: beat\r\n\r\n").unwrap().last, Some(Signal::Beat));
         assert_eq!(f.push(b": comment\n\ndata: other\n\n").unwrap(), Pushed::default());
+        let draining = f.push(b"event: draining\ndata: {\"activeCalls\":3}\n\n").unwrap();
+        assert_eq!(draining.last, Some(Signal::Draining(3)));
         let unready = f.push(b"data: beat\n\nevent: unready\ndata: Telnyx check failed\n\n").unwrap();
         assert_eq!(
             unready.last,
