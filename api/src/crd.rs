@@ -53,6 +53,10 @@ pub struct TelephonyServiceSpec {
     /// Spacing of operator-initiated restarts: `initialSeconds × multiplier^(n-1)`, capped.
     #[serde(default)]
     pub backoff: BackoffSpec,
+    /// How a worker shuts down (rollout, scale-in, node drain): it takes no new calls at once, and
+    /// its live calls may go on this long before it ends them.
+    #[serde(default)]
+    pub drain: DrainSpec,
     /// Leave the worker Deployment and Service exactly as they are.
     #[serde(default)]
     pub paused: bool,
@@ -77,6 +81,11 @@ pub struct TelnyxSpec {
     #[serde(default = "defaults::base_url")]
     #[schemars(length(min = 1, max = 2048))]
     pub base_url: String,
+    /// The Secret holding the account's public key for webhook signatures (base64, as the Mission
+    /// Control Portal shows it). Without it the worker's `POST /v1/webhooks/telnyx` is off, and the
+    /// worker can't know when a call ends, so a drain doesn't wait for live calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_public_key_secret_ref: Option<SecretKeyRef>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -117,6 +126,18 @@ pub struct HealthSpec {
     #[serde(default = "defaults::heartbeat_millis")]
     #[schemars(range(min = 50, max = 5000))]
     pub heartbeat_millis: u32,
+}
+
+/// How a worker shuts down.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainSpec {
+    /// How long live calls may go on after the worker is told to stop; the ones still live then
+    /// are ended (hangup cause `drain_timeout`). The pod's termination grace period is this plus
+    /// the worker's own shutdown steps.
+    #[serde(default = "defaults::drain_timeout_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub timeout_seconds: u32,
 }
 
 /// At most `maxRestarts` failures in any `windowSeconds`; one more opens the circuit (Failed).
@@ -366,6 +387,9 @@ mod defaults {
     pub fn heartbeat_millis() -> u32 {
         100
     }
+    pub fn drain_timeout_seconds() -> u32 {
+        30
+    }
     pub fn max_restarts() -> u32 {
         3
     }
@@ -405,6 +429,12 @@ impl Default for HealthSpec {
             startup_timeout_seconds: defaults::startup_timeout_seconds(),
             heartbeat_millis: defaults::heartbeat_millis(),
         }
+    }
+}
+
+impl Default for DrainSpec {
+    fn default() -> Self {
+        DrainSpec { timeout_seconds: defaults::drain_timeout_seconds() }
     }
 }
 

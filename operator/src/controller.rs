@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use kube::api::Api;
+use kube::api::{Api, ApiResource};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -70,6 +70,8 @@ pub struct Context {
     warned: Mutex<HashMap<(ObjectRef<TelephonyService>, &'static str), Instant>>,
     /// Ask not-Ready workers why (`--ask-workers`).
     ask_workers: bool,
+    /// Where the API server serves PodDisruptionBudgets.
+    budget_api: ApiResource,
 }
 
 /// Reconciles running at once.
@@ -182,6 +184,23 @@ where
     while tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_err() {}
 }
 
+/// `policy/v1` PodDisruptionBudgets where served (Kubernetes ≥ 1.21), else `policy/v1beta1`.
+async fn disruption_budget_api(client: &Client) -> ApiResource {
+    let served = client
+        .list_api_group_resources("policy/v1")
+        .await
+        .is_ok_and(|list| list.resources.iter().any(|r| r.name == "poddisruptionbudgets"));
+    let version = if served { "v1" } else { "v1beta1" };
+    tracing::info!(api_version = %format!("policy/{version}"), "PodDisruptionBudgets");
+    ApiResource {
+        group: "policy".into(),
+        version: version.into(),
+        api_version: format!("policy/{version}"),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -204,6 +223,7 @@ pub async fn run(
     });
 
     let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let budget_api = disruption_budget_api(&client).await;
     let ctx = Arc::new(Context {
         reporter,
         client,
@@ -217,6 +237,7 @@ pub async fn run(
         retries: Mutex::default(),
         warned: Mutex::default(),
         ask_workers,
+        budget_api,
     });
     // Bounded: a thousand reconciles at once (at start-up) would each hold objects and API responses
     // in memory at the same time; the API server, not the operator, sets the pace anyway.

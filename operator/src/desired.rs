@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::TelephonyService;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+
+use crate::crd::{SecretKeyRef, TelephonyService};
 use crate::names::{app, fnv1a, APPLIED_HASH, MANAGER, SERVICE_LABEL};
 
 /// Environment variables the operator sets on the worker (users may not override them).
@@ -25,6 +27,8 @@ pub const RESERVED_ENV: &[&str] = &[
     "HEALTH_PERIOD_SECONDS",
     "HEARTBEAT_MILLIS",
     "DIALTONE_SERVICE",
+    "DRAIN_TIMEOUT_SECONDS",
+    "TELNYX_PUBLIC_KEY",
 ];
 /// Pod labels the operator sets (users may not override them).
 pub const OPERATOR_LABELS: &[&str] =
@@ -34,9 +38,18 @@ const CONTAINER: &str = "worker";
 const READINESS_PERIOD_SECONDS: i32 = 2;
 /// The worker image's non-root user (distroless `nonroot`).
 const RUN_AS_USER: i64 = 65532;
+/// What the worker's shutdown takes beyond the drain: the 2 s for endpoints to drop the pod
+/// (`SHUTDOWN_DELAY_MS`), 10 s for in-flight requests (`SHUTDOWN_GRACE_SECONDS`), and the
+/// hangups of calls that outlived the drain (Telnyx's timeout, with retries, fits in the rest).
+const SHUTDOWN_BEYOND_DRAIN_SECONDS: i64 = 20;
 
 pub fn child_name(tsvc: &TelephonyService) -> String {
-    format!("{}-worker", tsvc.name_any())
+    child_name_of(&tsvc.name_any())
+}
+
+/// The name of the children of the service called `service`.
+pub fn child_name_of(service: &str) -> String {
+    format!("{service}-worker")
 }
 
 /// Labels that select the worker pods of one service (immutable once the Deployment exists).
@@ -118,6 +131,10 @@ fn pod_spec(tsvc: &TelephonyService) -> PodSpec {
         containers: vec![container(tsvc)],
         // The worker never talks to the Kubernetes API.
         automount_service_account_token: Some(false),
+        // The kubelet's SIGKILL must not come before the drain is over.
+        termination_grace_period_seconds: Some(
+            i64::from(tsvc.spec.drain.timeout_seconds) + SHUTDOWN_BEYOND_DRAIN_SECONDS,
+        ),
         service_account_name: pod.service_account_name.clone(),
         priority_class_name: pod.priority_class_name.clone(),
         node_selector: (!pod.node_selector.is_empty()).then(|| pod.node_selector.clone()),
@@ -194,27 +211,50 @@ fn env(tsvc: &TelephonyService) -> Vec<EnvVar> {
     let plain =
         |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
     let mut env = vec![
-        EnvVar {
-            name: "TELNYX_API_KEY".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: spec.telnyx.api_key_secret_ref.name.clone(),
-                    key: spec.telnyx.api_key_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        from_secret("TELNYX_API_KEY", &spec.telnyx.api_key_secret_ref),
         plain("TELNYX_CONNECTION_ID", spec.telnyx.connection_id.clone()),
         plain("TELNYX_BASE_URL", spec.telnyx.base_url.clone()),
         plain("PORT", spec.port.to_string()),
         plain("HEALTH_PERIOD_SECONDS", spec.health.period_seconds.to_string()),
         plain("HEARTBEAT_MILLIS", spec.health.heartbeat_millis.to_string()),
         plain("DIALTONE_SERVICE", format!("{}/{}", tsvc.namespace().unwrap_or_default(), tsvc.name_any())),
+        plain("DRAIN_TIMEOUT_SECONDS", spec.drain.timeout_seconds.to_string()),
     ];
+    if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
+        env.push(from_secret("TELNYX_PUBLIC_KEY", key));
+    }
     env.extend(spec.pod.env.iter().cloned());
     env
+}
+
+fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The workers' PodDisruptionBudget: with more than one worker, voluntary evictions (a node
+/// drain) take them one at a time, each draining its calls while the others serve. None with
+/// one worker or none: a budget there would block a node drain for good.
+pub fn disruption_budget(tsvc: &TelephonyService, replicas: i32) -> Option<PodDisruptionBudget> {
+    (replicas > 1).then(|| PodDisruptionBudget {
+        metadata: meta(tsvc),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(tsvc)), ..Default::default() }),
+            ..Default::default()
+        }),
+        status: None,
+    })
 }
 
 /// The worker Service (ClusterIP) the app calls.

@@ -1,29 +1,35 @@
 //! Checks the schema can't express on Kubernetes 1.20 (no CEL). Each problem names the field, so
 //! it can go straight into the InvalidSpec condition and Event.
 
-use crate::crd::TelephonyServiceSpec;
+use crate::crd::{SecretKeyRef, TelephonyServiceSpec};
 use crate::desired::{OPERATOR_LABELS, RESERVED_ENV};
 use crate::names::dns_subdomain;
 #[cfg(test)]
 use crate::names::SERVICE_LABEL;
+
+fn secret_ref(field: &str, secret: &SecretKeyRef, problems: &mut Vec<String>) {
+    if !dns_subdomain(&secret.name) {
+        problems.push(format!(
+            "{field}.name {:?}: not a valid Secret name (lowercase letters, digits, '-' and '.')",
+            secret.name
+        ));
+    }
+    if !secret.key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+        problems.push(format!(
+            "{field}.key {:?}: not a valid Secret key (letters, digits, '-', '_' and '.')",
+            secret.key
+        ));
+    }
+}
 
 pub fn validate(spec: &TelephonyServiceSpec) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = image_reference(&spec.image) {
         problems.push(format!("spec.image {:?}: {e}", spec.image));
     }
-    let secret = &spec.telnyx.api_key_secret_ref;
-    if !dns_subdomain(&secret.name) {
-        problems.push(format!(
-            "spec.telnyx.apiKeySecretRef.name {:?}: not a valid Secret name (lowercase letters, digits, '-' and '.')",
-            secret.name
-        ));
-    }
-    if !secret.key.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
-        problems.push(format!(
-            "spec.telnyx.apiKeySecretRef.key {:?}: not a valid Secret key (letters, digits, '-', '_' and '.')",
-            secret.key
-        ));
+    secret_ref("spec.telnyx.apiKeySecretRef", &spec.telnyx.api_key_secret_ref, &mut problems);
+    if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
+        secret_ref("spec.telnyx.webhookPublicKeySecretRef", key, &mut problems);
     }
     match url::Url::parse(&spec.telnyx.base_url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -16,7 +16,7 @@ use super::{Context, Error};
 use crate::crd::TelephonyService;
 use crate::metrics::ReasonLabel;
 use crate::names::MANAGER;
-use crate::supervisor::{Announcement, Decision, Severity};
+use crate::supervisor::{Announcement, BudgetChange, Decision, Severity};
 
 pub(super) async fn act(
     ctx: &Arc<Context>,
@@ -46,7 +46,11 @@ pub(super) async fn act(
         ctx.metrics.wrote("service");
         Ok(())
     };
-    futures::try_join!(deployment, service)?;
+    let budget = async {
+        let Some(change) = &decision.disruption_budget else { return Ok(()) };
+        disruption_budget(ctx, ns, &name, change).await
+    };
+    futures::try_join!(deployment, service, budget)?;
     if tsvc.status.as_ref() != Some(&decision.status) {
         let patch = serde_json::json!({
             "apiVersion": TelephonyService::api_version(&()),
@@ -93,6 +97,34 @@ pub(super) async fn act(
         let (ctx, tsvc, events) = (ctx.clone(), tsvc.clone(), decision.events.clone());
         tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });
     }
+    Ok(())
+}
+
+/// The workers' PodDisruptionBudget, as the API server serves it (`policy/v1`, or `policy/v1beta1`
+/// before Kubernetes 1.21: the fields we set are the same in both).
+async fn disruption_budget(
+    ctx: &Context,
+    ns: &str,
+    service: &str,
+    change: &BudgetChange,
+) -> Result<(), Error> {
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ctx.budget_api);
+    let name = crate::desired::child_name_of(service);
+    let result = match change {
+        BudgetChange::Apply(pdb) => {
+            let mut object = serde_json::to_value(pdb).unwrap_or_default();
+            object["apiVersion"] = ctx.budget_api.api_version.clone().into();
+            object["kind"] = "PodDisruptionBudget".into();
+            let pp = PatchParams::apply(MANAGER).force();
+            api.patch(&name, &pp, &Patch::Apply(&object)).await.map(|_| ())
+        }
+        BudgetChange::Delete => match api.delete(&name, &DeleteParams::default()).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        },
+    };
+    result.map_err(|source| Error::Apply { kind: "PodDisruptionBudget", name, source })?;
+    ctx.metrics.wrote("poddisruptionbudget");
     Ok(())
 }
 

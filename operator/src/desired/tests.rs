@@ -130,3 +130,32 @@ fn hash_changes_with_content_only() {
     t.spec.image = "registry.example.com/dialtone/telephony-pod:0.2.0".into();
     assert_ne!(applied_hash(&a), applied_hash(&deployment(&t, 1)));
 }
+
+#[test]
+fn the_drain_sets_the_grace_period_and_the_webhook_key_comes_from_its_secret() {
+    let mut t = sample();
+    let d = deployment(&t, 1);
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(30 + 20), "the drain, then the shutdown steps");
+    assert_eq!(env(&container(&d), "DRAIN_TIMEOUT_SECONDS").value.as_deref(), Some("30"));
+    assert!(container(&d).env.unwrap().iter().all(|e| e.name != "TELNYX_PUBLIC_KEY"), "webhooks off");
+
+    t.spec.drain.timeout_seconds = 600;
+    t.spec.telnyx.webhook_public_key_secret_ref =
+        Some(crate::crd::SecretKeyRef { name: "telnyx".into(), key: "publicKey".into() });
+    let d = deployment(&t, 1);
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(620));
+    let key = env(&container(&d), "TELNYX_PUBLIC_KEY");
+    assert!(key.value.is_none(), "never a plain value");
+    let from = key.value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("telnyx", "publicKey"));
+}
+
+#[test]
+fn a_disruption_budget_only_for_more_than_one_worker() {
+    assert!(disruption_budget(&sample(), 0).is_none());
+    assert!(disruption_budget(&sample(), 1).is_none());
+    let pdb = disruption_budget(&sample(), 2).unwrap();
+    assert_eq!(pdb.metadata.owner_references.as_ref().unwrap()[0].kind, "TelephonyService");
+}

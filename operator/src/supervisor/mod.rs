@@ -15,6 +15,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::Deserialize;
 
 use crate::conditions::Conditions;
@@ -70,11 +71,20 @@ pub struct Announcement {
     pub note: String,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum BudgetChange {
+    Apply(Box<PodDisruptionBudget>),
+    Delete,
+}
+
 #[derive(Debug, Clone)]
 pub struct Decision {
     /// Apply these (only what differs from what is there).
     pub deployment: Option<Deployment>,
     pub service: Option<Service>,
+    /// The workers' PodDisruptionBudget, looked at when the Deployment is applied: apply it, or
+    /// (None) delete the one the last decision wanted.
+    pub disruption_budget: Option<BudgetChange>,
     /// Pods the operator restarts (deletes).
     pub restart_pods: Vec<String>,
     pub status: TelephonyServiceStatus,
@@ -91,6 +101,7 @@ impl Decision {
         Decision {
             deployment: None,
             service: None,
+            disruption_budget: None,
             restart_pods: vec![],
             status,
             events,
@@ -115,11 +126,13 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     let a = assess::assess(obs, &prev, generation);
     let (deployment, service) = children(obs, a.desired_replicas);
+    let disruption_budget = deployment.as_ref().and_then(|_| budget_change(obs, &prev, a.desired_replicas));
     let status = status::build(obs.tsvc, &a, &conditions, generation);
     let events = events::choose(obs, &prev, &a, &status, deployment.is_some());
     Decision {
         deployment,
         service,
+        disruption_budget,
         restart_pods: a.restart,
         status,
         events,
@@ -139,6 +152,16 @@ fn children(obs: &Observed, replicas: i32) -> (Option<Deployment>, Option<Servic
     let service =
         (applied(&obs.service).as_deref() != desired::applied_hash(&want_service)).then_some(want_service);
     (deployment, service)
+}
+
+/// A budget while there is more than one worker; the one a previous decision made (the status
+/// recorded more than one) is deleted when they are fewer. Looking at the status, not the API,
+/// keeps a new single-worker service at the writes it had.
+fn budget_change(obs: &Observed, prev: &TelephonyServiceStatus, replicas: i32) -> Option<BudgetChange> {
+    match desired::disruption_budget(obs.tsvc, replicas) {
+        Some(pdb) => Some(BudgetChange::Apply(Box::new(pdb))),
+        None => (prev.replicas > 1).then_some(BudgetChange::Delete),
+    }
 }
 
 #[cfg(test)]

@@ -306,3 +306,26 @@ fn a_worker_that_says_why_it_is_not_ready_is_quoted_in_the_status() {
     assert_eq!(d.status.message.as_deref(), Some(expected));
     assert_eq!(ready_reason(&d), "ReplicasNotReady");
 }
+
+/// More than one worker: a PodDisruptionBudget (one at a time); back to one: the budget goes, so
+/// a node drain is never blocked for good. A single worker's service makes no budget call at all.
+#[test]
+fn a_disruption_budget_follows_the_worker_count() {
+    let mut sim = Sim::new();
+    let single = sim.look(0, vec![]);
+    assert_eq!(single.disruption_budget, None, "one worker: no budget, and no call to delete one");
+    sim.tsvc.spec.replicas = 3;
+    sim.tsvc.metadata.generation = Some(2);
+    let scaled = sim.look(1, vec![pod("w-1", true, 0)]);
+    let Some(BudgetChange::Apply(pdb)) = &scaled.disruption_budget else {
+        panic!("three workers get a budget: {:?}", scaled.disruption_budget)
+    };
+    let spec = pdb.spec.as_ref().unwrap();
+    assert_eq!(spec.max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
+    assert_eq!(spec.selector.as_ref().unwrap().match_labels, Some(desired::selector_labels(&sim.tsvc)));
+    assert_eq!(pdb.metadata.name.as_deref(), Some("calls-worker"));
+    assert!(sim.look(2, vec![pod("w-1", true, 0)]).disruption_budget.is_none(), "unchanged: nothing to do");
+    sim.tsvc.spec.replicas = 1;
+    sim.tsvc.metadata.generation = Some(3);
+    assert_eq!(sim.look(3, vec![pod("w-1", true, 0)]).disruption_budget, Some(BudgetChange::Delete));
+}
