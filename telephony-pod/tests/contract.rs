@@ -1,6 +1,8 @@
 //! Contract tests: the worker against Prism serving Telnyx's own OpenAPI spec (the subset in
 //! `../shared/telnyx/`). Prism answers 422 to any request that violates the spec, so every flow
-//! succeeding means every request the worker sends is valid. `scripts/setup.sh` installs Prism.
+//! succeeding means every request the worker sends is valid. The webhooks the worker receives
+//! are the spec's own examples of each call event, signed as Telnyx signs them.
+//! `scripts/setup.sh` installs Prism.
 
 mod support;
 
@@ -24,8 +26,13 @@ fn prism_bin() -> PathBuf {
     testing::cache_dir().join("prism-5.16.0/node_modules/.bin/prism")
 }
 
+/// The larger subset: credentials, calls, call actions, recordings and the webhook payloads.
+fn spec_path() -> PathBuf {
+    testing::repo_root().join("../shared/telnyx/telnyx-webrtc.openapi.yml")
+}
+
 async fn prism() -> Prism {
-    let spec = testing::repo_root().join("../shared/telnyx/telnyx-voice-credentials.openapi.yml");
+    let spec = spec_path();
     assert!(
         spec.exists(),
         "Telnyx spec missing at {} (shared/ must sit beside the checkout)",
@@ -126,4 +133,81 @@ async fn every_request_the_worker_sends_is_valid_against_telnyxs_spec() {
         (testing::get(&format!("{}/readyz", w.url)).await?.0 == 200).then_some(())
     })
     .await;
+}
+
+/// Each `webhooks:` entry of the spec: its name, the header names it declares, and the example of
+/// its `data` schema wrapped as Telnyx sends it (`{"data": ...}`).
+fn spec_webhooks() -> Vec<(String, Vec<String>, serde_json::Value)> {
+    let text = std::fs::read_to_string(spec_path()).expect("read the spec");
+    let spec: serde_json::Value = serde_yaml::from_str(&text).expect("the spec is YAML");
+    let schema = |r: &serde_json::Value| {
+        let name = r.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default().to_string();
+        spec["components"]["schemas"][&name].clone()
+    };
+    let hooks = spec["webhooks"].as_object().expect("webhooks:").clone();
+    hooks
+        .into_iter()
+        .map(|(name, hook)| {
+            let post = &hook["post"];
+            let headers = post["parameters"].as_array().into_iter().flatten();
+            let headers = headers.filter_map(|p| p["name"].as_str().map(String::from)).collect();
+            let event = schema(&post["requestBody"]["content"]["application/json"]["schema"]["$ref"]);
+            let example = schema(&event["properties"]["data"]["$ref"])["example"].clone();
+            assert!(example.is_object(), "{name}: the spec gives an example of its data");
+            (name, headers, serde_json::json!({ "data": example }))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn recording_is_valid_and_the_specs_own_webhook_examples_are_verified_and_applied() {
+    let prism = prism().await;
+    let signer = TelnyxSigner::new();
+    let key = signer.public_key();
+    let cfg = config(
+        &prism.base_url,
+        &[("TELNYX_TIMEOUT_MS", "5000"), ("TELNYX_MAX_ATTEMPTS", "1"), ("TELNYX_PUBLIC_KEY", key.as_str())],
+    );
+    let w = Worker::start(cfg).await;
+    let (status, _, body) =
+        w.post("/v1/calls", serde_json::json!({ "to": "+15551234567", "from": "+15557654321" })).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["callControlId"].as_str().expect("callControlId").to_string();
+    // Prism refuses a record_start without its required format and channels: these pass.
+    for (path, body) in [
+        ("recording/start", serde_json::json!({})),
+        ("recording/start", serde_json::json!({ "format": "wav", "channels": "dual" })),
+        ("recording/stop", serde_json::json!({})),
+    ] {
+        let (status, _, answer) = w.post(&format!("/v1/calls/{id}/{path}"), body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+
+    let hooks = spec_webhooks();
+    assert_eq!(hooks.len(), 5, "call.initiated, answered, hangup, recording.saved, machine detection");
+    let now = jiff::Timestamp::now().as_second();
+    let mut applied = Vec::new();
+    for (name, declared, mut body) in hooks {
+        let ours: Vec<&str> = signer.headers(now, "").iter().map(|(k, _)| *k).collect();
+        assert!(ours.iter().all(|h| declared.iter().any(|d| d == h)), "{name} declares {declared:?}");
+        // Ours: this worker's call (control id, or leg for the events that carry only that).
+        let payload = &mut body["data"]["payload"];
+        if payload.get("call_control_id").is_some() {
+            payload["call_control_id"] = id.clone().into();
+        } else {
+            payload["call_leg_id"] = w.get(&format!("/v1/calls/{id}")).await.2["callLegId"].clone();
+        }
+        body["data"]["id"] = format!("spec-{name}").into();
+        let raw = body.to_string();
+        let (status, _, answer) = w.webhook(&signer.headers(now, &raw), &raw).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        applied.push((name, answer["result"].as_str().unwrap_or_default().to_string()));
+    }
+    let call = w.get(&format!("/v1/calls/{id}")).await.2;
+    assert_eq!(call["state"], "ended", "{call}");
+    assert_eq!(call["hangupCause"], "call_rejected", "the spec's example cause");
+    assert!(call["recordings"].as_array().is_some_and(|r| !r.is_empty()), "{call}");
+    let result = |n: &str| applied.iter().find(|(name, _)| name == n).map(|(_, r)| r.as_str());
+    assert_eq!(result("callMachineDetectionEnded"), Some("unchanged"), "accepted, not acted on: {applied:?}");
+    assert_eq!(result("callHangup"), Some("applied"), "{applied:?}");
 }

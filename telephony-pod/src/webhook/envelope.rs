@@ -102,14 +102,15 @@ fn text(v: &Value, key: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.chars().take(MAX_FIELD).collect())
 }
 
-/// `{"mp3": "https://…", "wav": "https://…"}`: https URLs only, at most a few.
+/// `{"mp3": "https://…", "wav": "https://…"}`: http(s) URLs only (the spec's own example is
+/// http), at most a few.
 fn urls(v: Option<&Value>) -> Vec<(String, String)> {
     let Some(map) = v.and_then(Value::as_object) else { return Vec::new() };
     map.iter()
         .filter_map(|(format, url)| {
             let url = url.as_str()?;
-            (url.starts_with("https://") && url.len() <= 4096 && format.len() <= 16)
-                .then(|| (format.clone(), url.to_string()))
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            (web && url.len() <= 4096 && format.len() <= 16).then(|| (format.clone(), url.to_string()))
         })
         .take(4)
         .collect()
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(e.payload.call_control_id, None);
         let e = parse(
             br#"{"data":{"id":"2","event_type":"call.recording.saved","payload":{
-            "recording_urls":{"mp3":"https://s3/x.mp3","wav":"http://plain/x.wav","odd":5}}}}"#,
+            "recording_urls":{"mp3":"https://s3/x.mp3","wav":"javascript:alert(1)","odd":5}}}}"#,
         )
         .unwrap();
         assert_eq!(e.payload.recording_urls, vec![("mp3".to_string(), "https://s3/x.mp3".to_string())]);
