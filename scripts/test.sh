@@ -74,7 +74,7 @@ if want e2e; then
 
   step "the e2e and contract tiers on the real node"
   # E2E tests mostly wait on the cluster: run more of them at once than there are cores.
-  E2E=(e2e_chart e2e_faults e2e_leader e2e_operator e2e_readiness contract node_network)
+  E2E=(e2e_chart e2e_drain e2e_faults e2e_leader e2e_operator e2e_readiness contract node_network)
   targets=()
   for t in "${E2E[@]}"; do targets+=(--test "$t"); done
   RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}" counted cargo test --no-fail-fast \

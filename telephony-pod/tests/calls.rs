@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
+use testing::sse::Frame;
+use testing::telnyx::{call_event, Signer as TelnyxSigner};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const CALL: &str = "v3:call-1"; // what the fake's dial answers
 
@@ -30,49 +33,12 @@ async fn dial(w: &Worker) -> (u16, axum::http::HeaderMap, Value) {
     w.post("/v1/calls", json!({ "to": "+15550002222", "from": "+15550001111" })).await
 }
 
-/// One SSE frame: (event, id, data).
-type Frame = (String, Option<String>, String);
-
-/// Reads SSE frames from `GET path` (with an optional Last-Event-ID) into a channel.
-async fn subscribe(w: &Worker, last_event_id: Option<&str>) -> tokio::sync::mpsc::UnboundedReceiver<Frame> {
-    let mut req = testing::http().get(format!("{}/v1/events", w.url));
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    let res = req.send().await.expect("subscribe");
-    assert_eq!(res.status(), 200);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut res = res;
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let (mut event, mut id, mut data) = ("message".to_string(), None, String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = v.into();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.to_string());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                if !data.is_empty() && tx.send((event, id, data)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
+async fn subscribe(w: &Worker, last_event_id: Option<&str>) -> UnboundedReceiver<Frame> {
+    testing::sse::follow(&format!("{}/v1/events", w.url), last_event_id).await
 }
 
-async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Frame>) -> Frame {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("an event within 5 s")
-        .expect("stream open")
+async fn next(rx: &mut UnboundedReceiver<Frame>) -> Frame {
+    testing::sse::next(rx, Duration::from_secs(5), "a call event").await
 }
 
 async fn metric(w: &Worker, line_start: &str) -> f64 {
@@ -94,7 +60,7 @@ async fn metric(w: &Worker, line_start: &str) -> f64 {
 #[tokio::test]
 async fn a_signed_call_story_is_recorded_streamed_and_counted() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let w = worker_with_webhooks(&fake, &signer, &[]).await;
     let mut events = subscribe(&w, None).await;
     assert_eq!(dial(&w).await.0, 201);
@@ -143,11 +109,11 @@ async fn a_signed_call_story_is_recorded_streamed_and_counted() {
 #[tokio::test]
 async fn forged_stale_and_malformed_webhooks_are_refused_and_change_nothing() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let w = worker_with_webhooks(&fake, &signer, &[]).await;
     let body = call_event("ev-1", "call.answered", "v3:x", json!({}));
 
-    let forger = TelnyxSigner::new();
+    let forger = TelnyxSigner::default();
     let (status, _, e) = w.webhook(&forger.headers(now(), &body), &body).await;
     assert_eq!((status, e["error"]["code"].as_str()), (401, Some("bad_signature")), "{e}");
     assert_eq!(e["error"]["message"], "the signature does not match the body and timestamp");
@@ -184,7 +150,7 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn a_repeated_event_is_acknowledged_but_applied_once_and_unknown_types_are_accepted() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let w = worker_with_webhooks(&fake, &signer, &[]).await;
     let answered = call_event("ev-a", "call.answered", "v3:y", json!({}));
     assert_eq!(deliver(&w, &signer, &answered).await, (200, json!({ "result": "applied" })));
@@ -209,7 +175,7 @@ async fn a_repeated_event_is_acknowledged_but_applied_once_and_unknown_types_are
 #[tokio::test]
 async fn events_resume_after_last_event_id_or_say_reset() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let w = worker_with_webhooks(&fake, &signer, &[]).await;
     let mut first = subscribe(&w, None).await;
     for (i, call) in ["v3:a", "v3:b", "v3:c"].iter().enumerate() {
@@ -230,7 +196,7 @@ async fn events_resume_after_last_event_id_or_say_reset() {
 #[tokio::test]
 async fn recording_goes_through_telnyx_and_the_saved_urls_land_on_the_call() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let w = worker_with_webhooks(&fake, &signer, &[]).await;
     dial(&w).await;
     deliver(&w, &signer, &call_event("ev-1", "call.answered", CALL, json!({}))).await;
@@ -268,7 +234,7 @@ async fn recording_goes_through_telnyx_and_the_saved_urls_land_on_the_call() {
 #[tokio::test]
 async fn a_draining_worker_refuses_new_calls_and_waits_for_its_live_one_to_end() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let mut w = worker_with_webhooks(&fake, &signer, &[("DRAIN_TIMEOUT_SECONDS", "30")]).await;
     testing::wait_until(Duration::from_secs(5), "ready", || async {
         (w.get("/readyz").await.0 == 200).then_some(())
@@ -298,7 +264,7 @@ async fn a_draining_worker_refuses_new_calls_and_waits_for_its_live_one_to_end()
 #[tokio::test]
 async fn a_call_that_outlives_the_drain_is_ended_with_drain_timeout() {
     let fake = Fake::start().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let mut w = worker_with_webhooks(&fake, &signer, &[("DRAIN_TIMEOUT_SECONDS", "1")]).await;
     dial(&w).await;
     let mut events = subscribe(&w, None).await;

@@ -15,6 +15,7 @@ use support::*;
 use telephony_pod::credentials::Credentials;
 use telephony_pod::metrics::Metrics;
 use telephony_pod::telnyx::{Dial, NewCredential, Telnyx};
+use testing::telnyx::Signer as TelnyxSigner;
 use tokio::process::{Child, Command};
 
 struct Prism {
@@ -162,7 +163,7 @@ fn spec_webhooks() -> Vec<(String, Vec<String>, serde_json::Value)> {
 #[tokio::test]
 async fn recording_is_valid_and_the_specs_own_webhook_examples_are_verified_and_applied() {
     let prism = prism().await;
-    let signer = TelnyxSigner::new();
+    let signer = TelnyxSigner::default();
     let key = signer.public_key();
     let cfg = config(
         &prism.base_url,

@@ -15,6 +15,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 pub mod node;
+pub mod sse;
+pub mod telnyx;
 
 /// Path of the kubeconfig the e2e tests use.
 pub fn kubeconfig_path() -> PathBuf {

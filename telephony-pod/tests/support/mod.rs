@@ -346,58 +346,6 @@ async fn call_action(
     json(StatusCode::OK, serde_json::json!({ "data": { "result": "ok" } }))
 }
 
-/// Signs webhooks as Telnyx does: ed25519 over `<timestamp>|<body>`, with a key made per test.
-pub struct TelnyxSigner {
-    key: ed25519_dalek::SigningKey,
-}
-
-impl TelnyxSigner {
-    pub fn new() -> TelnyxSigner {
-        TelnyxSigner { key: ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>()) }
-    }
-
-    /// The public key as Telnyx's portal shows it (base64 of the raw 32 bytes).
-    pub fn public_key(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(self.key.verifying_key().as_bytes())
-    }
-
-    /// `telnyx-timestamp` and `telnyx-signature-ed25519` for `body` sent at `timestamp`.
-    pub fn headers(&self, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
-        use base64::Engine;
-        use ed25519_dalek::Signer;
-        let signature = self.key.sign(format!("{timestamp}|{body}").as_bytes());
-        vec![
-            ("telnyx-timestamp", timestamp.to_string()),
-            (
-                "telnyx-signature-ed25519",
-                base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
-            ),
-        ]
-    }
-}
-
-/// A call event shaped as Telnyx's `Call*Event` schemas (`data.payload` per event type).
-pub fn call_event(id: &str, event_type: &str, call_control_id: &str, extra: serde_json::Value) -> String {
-    let mut payload = serde_json::json!({
-        "call_control_id": call_control_id,
-        "call_leg_id": format!("leg-{call_control_id}"),
-        "call_session_id": format!("session-{call_control_id}"),
-        "connection_id": "conn-test",
-        "from": "+15550001111",
-        "to": "+15550002222",
-        "client_state": "aGF2ZSBhIG5pY2UgZGF5ID1d",
-    });
-    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
-        p.extend(e.clone());
-    }
-    serde_json::json!({ "data": {
-        "record_type": "event", "event_type": event_type, "id": id,
-        "occurred_at": jiff::Timestamp::now().to_string(), "payload": payload,
-    }})
-    .to_string()
-}
-
 /// Worker configuration pointing at `base_url`, with short timeouts for tests.
 pub fn config(base_url: &str, extra: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = [

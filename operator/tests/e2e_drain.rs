@@ -1,0 +1,229 @@
+//! Calls that survive operations, on the real node: a worker told to stop (a rollout, a scale-in)
+//! takes no new calls at once, keeps its live call until it ends, and ends one that outlives the
+//! drain with the cause `drain_timeout`. The calls are placed through the worker against the Telnyx
+//! mock; their story arrives as webhooks signed with a key made in the test, as Telnyx sends them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+use telephony_operator::crd::{Phase, TelephonyService};
+use testing::telnyx::{call_event, Signer};
+use testing::{sse, wait_until, TestNamespace};
+
+/// The operator, a readiness service, and `calls` with webhooks on and the given drain and pool.
+struct Scene {
+    ns: TestNamespace,
+    _op: Operator,
+    readiness: ReadinessProcess,
+    signer: Signer,
+}
+
+impl Scene {
+    async fn new(prefix: &str, replicas: i32, drain_secs: u32) -> Scene {
+        let ns = setup(prefix).await;
+        let signer = Signer::default();
+        let secret = Secret {
+            metadata: ObjectMeta { name: Some("telnyx-webhooks".into()), ..Default::default() },
+            string_data: Some([("publicKey".to_string(), signer.public_key())].into()),
+            ..Default::default()
+        };
+        ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("webhook key Secret");
+        let op = Operator::start(&ns.name);
+        let readiness = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
+        let spec = json!({
+            "replicas": replicas,
+            "drain": { "timeoutSeconds": drain_secs },
+            "telnyx": {
+                "apiKeySecretRef": { "name": "telnyx" },
+                "webhookPublicKeySecretRef": { "name": "telnyx-webhooks", "key": "publicKey" },
+                "connectionId": "conn-e2e",
+                "baseUrl": testing::node::telnyx_url()
+            },
+        });
+        create(&ns, &tsvc("calls", spec)).await;
+        wait_status(&ns, "calls", 120, "Ready", |s| s.phase == Phase::Ready && s.ready_replicas == replicas)
+            .await;
+        Scene { ns, _op: op, readiness, signer }
+    }
+
+    /// `http://<pod IP>:8080` of each worker pod not being deleted.
+    async fn workers(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for p in worker_pods(&self.ns, "calls").await {
+            let ip = pod_ip(&self.ns, &p.name_any()).await;
+            out.push((p.name_any(), format!("http://{ip}:8080")));
+        }
+        out
+    }
+
+    /// A call placed on the worker at `base`, answered: live.
+    async fn live_call(&self, base: &str) -> String {
+        let res = testing::http()
+            .post(format!("{base}/v1/calls"))
+            .json(&json!({ "to": "+15551234567", "from": "+15557654321" }))
+            .send()
+            .await
+            .expect("dial");
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = res.json().await.expect("JSON");
+        let id = body["callControlId"].as_str().expect("callControlId").to_string();
+        let answered = call_event(&format!("answered-{base}"), "call.answered", &id, json!({}));
+        assert_eq!(self.signer.deliver(base, &answered).await.0, 200);
+        id
+    }
+
+    async fn call_state(&self, base: &str, id: &str) -> Option<String> {
+        let (code, body) = testing::get(&format!("{base}/v1/calls/{id}")).await?;
+        let body: Value = serde_json::from_str(&body).ok()?;
+        (code == 200).then(|| body["state"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn gone(&self, pod: &str, secs: u64) {
+        let pods = self.ns.api::<Pod>();
+        wait_until(Duration::from_secs(secs), &format!("{pod} gone"), || async {
+            pods.get_opt(pod).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+
+    async fn deleting(&self, pod: &str) -> bool {
+        let p = self.ns.api::<Pod>().get_opt(pod).await.ok().flatten();
+        p.is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+    }
+}
+
+#[tokio::test]
+async fn a_live_call_outlasts_a_rollout_restart_while_new_calls_go_to_the_new_worker() {
+    let s = Scene::new("drain-roll", 1, 120).await;
+    let (old, old_url) = s.workers().await.remove(0);
+    let call = s.live_call(&old_url).await;
+    let mut events = sse::follow(&format!("{old_url}/v1/events"), None).await;
+
+    testing::kubectl(&["-n", &s.ns.name, "rollout", "restart", "deployment/calls-worker"]);
+    // The new worker comes up first (surge), then the old one is told to stop.
+    let new = wait_until(Duration::from_secs(90), "a new worker Ready, the old one draining", || async {
+        let fresh = worker_pods(&s.ns, "calls").await.into_iter().find(|p| p.name_any() != old)?;
+        let ready = fresh
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        (ready && s.deleting(&old).await).then(|| fresh.name_any())
+    })
+    .await;
+    // The app sees the old worker draining with its call, and is still served.
+    let (_, body) = wait_until(Duration::from_secs(15), "the answer lists the draining worker", || async {
+        let (code, body) = s.readiness.status(&s.ns.name, "calls").await?;
+        (body["draining"] == json!([{ "pod": old, "activeCalls": 1 }])).then_some((code, body))
+    })
+    .await;
+    assert_eq!(body["healthy"], true, "the new worker serves: {body}");
+
+    // New calls through the Service go to the new worker: the draining one would answer 503.
+    let svc = s.ns.api::<Service>().get("calls-worker").await.expect("worker Service");
+    let ip = svc.spec.and_then(|s| s.cluster_ip).expect("ClusterIP");
+    for _ in 0..5 {
+        let res = testing::http()
+            .post(format!("http://{ip}:8080/v1/calls"))
+            .json(&json!({ "to": "+15551234567", "from": "+15557654321" }))
+            .send()
+            .await
+            .expect("dial through the Service");
+        assert_eq!(res.status().as_u16(), 201, "a new call is placed by a worker that takes calls");
+    }
+    let (_, direct) = testing::get(&format!("{old_url}/v1/calls")).await.expect("the old worker answers");
+    let direct: Value = serde_json::from_str(&direct).expect("JSON");
+    assert_eq!(direct["calls"].as_array().map(Vec::len), Some(1), "no new call reached the draining worker");
+
+    // The live call goes on: seconds into the drain, the old worker still holds it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.call_state(&old_url, &call).await.as_deref(), Some("answered"), "the call was not cut");
+    assert!(s.deleting(&old).await, "{old} still drains");
+
+    // It ends as the caller hangs up; then the worker exits, well before its 120 s drain.
+    let hangup = call_event("hangup-1", "call.hangup", &call, json!({ "hangup_cause": "normal_clearing" }));
+    assert_eq!(s.signer.deliver(&old_url, &hangup).await.0, 200);
+    let (event, _, data) = sse::next(&mut events, Duration::from_secs(10), "call.ended").await;
+    assert_eq!(event, "call.ended", "{data}");
+    assert!(data.contains(r#""hangupCause":"normal_clearing""#), "{data}");
+    s.gone(&old, 30).await;
+    let t = s.ns.api::<TelephonyService>().get("calls").await.expect("get");
+    let status = t.status.expect("status");
+    assert_eq!(status.restart_budget.map(|b| b.used), Some(0), "a drain is not a failure");
+    assert!(worker_pods(&s.ns, "calls").await.iter().any(|p| p.name_any() == new));
+    s.ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_the_drain() {
+    let s = Scene::new("drain-scale", 2, 3).await;
+    let pdb =
+        testing::kubectl(&["-n", &s.ns.name, "get", "poddisruptionbudget", "calls-worker", "-o", "json"]);
+    let pdb: Value = serde_json::from_str(&pdb).expect("PDB JSON");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{pdb}");
+    assert_eq!(pdb["metadata"]["ownerReferences"][0]["kind"], "TelephonyService");
+
+    let workers = s.workers().await;
+    let mut calls = vec![];
+    for (pod, url) in &workers {
+        let id = s.live_call(url).await;
+        let events = sse::follow(&format!("{url}/v1/events"), None).await;
+        calls.push((pod.clone(), url.clone(), id, events));
+    }
+    let tsvcs = s.ns.api::<TelephonyService>();
+    let scale = json!({ "spec": { "replicas": 1 } });
+    tsvcs.patch("calls", &PatchParams::default(), &Patch::Merge(&scale)).await.expect("scale in");
+
+    let leaving = wait_until(Duration::from_secs(30), "one worker told to stop", || async {
+        for (i, (pod, ..)) in calls.iter().enumerate() {
+            if s.deleting(pod).await {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    let (pod, url, id, mut events) = calls.remove(leaving);
+    // Live for the 3 s drain, then ended by the worker, through Telnyx, with the cause.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.call_state(&url, &id).await.as_deref(), Some("answered"), "not cut before the drain ends");
+    let (event, _, data) = sse::next(&mut events, Duration::from_secs(10), "call.ended").await;
+    assert_eq!(event, "call.ended", "{data}");
+    let data: Value = serde_json::from_str(&data).expect("JSON");
+    assert_eq!(
+        (data["call"]["hangupCause"].as_str(), data["call"]["hangupSource"].as_str()),
+        (Some("drain_timeout"), Some("worker"))
+    );
+    s.gone(&pod, 30).await;
+
+    let (staying, staying_url, staying_call, _) = &calls[0];
+    assert!(!s.deleting(staying).await);
+    assert_eq!(
+        s.call_state(staying_url, staying_call).await.as_deref(),
+        Some("answered"),
+        "the other worker's call is untouched"
+    );
+    let t =
+        wait_status(&s.ns, "calls", 30, "1/1 Ready", |st| st.phase == Phase::Ready && st.replicas == 1).await;
+    assert_eq!(
+        t.status.and_then(|st| st.restart_budget).map(|b| b.used),
+        Some(0),
+        "a drain is not a failure"
+    );
+    // One worker left: its budget is gone, so a node drain can't be blocked by it.
+    wait_until(Duration::from_secs(15), "the PodDisruptionBudget deleted", || async {
+        let out =
+            testing::tool("kubectl", &["-n", &s.ns.name, "get", "poddisruptionbudget", "calls-worker"], None);
+        out.err().filter(|e| e.contains("NotFound")).map(|_| ())
+    })
+    .await;
+    s.ns.delete().await;
+}
