@@ -123,7 +123,7 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
         ),
         ("watchNamespace", vec![format!("watchNamespace={n}")], &["Role", "RoleBinding", "Deployment"]),
         ("networkPolicy", all_on[..3].to_vec(), &["NetworkPolicy"]),
-        ("serviceMonitor", vec![all_on[3].clone()], &["ServiceMonitor"]),
+        ("serviceMonitor", vec![all_on[3].clone()], &["ServiceMonitor", "PodMonitor"]),
         ("grafanaDashboard", vec![all_on[4].clone()], &["ConfigMap"]),
         ("prometheusRule", vec![all_on[5].clone()], &["PrometheusRule"]),
         ("single replicas", vec!["operator.replicas=1".into(), "readiness.replicas=1".into()], &[]),
@@ -189,7 +189,7 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
     let report = String::from_utf8_lossy(&out.stdout);
     println!("{report}");
     assert!(out.status.success(), "monitoring objects fail their schema:\n{report}");
-    for kind in ["ServiceMonitor", "PrometheusRule"] {
+    for kind in ["ServiceMonitor", "PodMonitor", "PrometheusRule"] {
         assert!(report.contains(&format!("ok {kind}/")), "{kind} not validated:\n{report}");
     }
 
@@ -198,7 +198,7 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
     let cm = everything.iter().find(|o| o["kind"] == "ConfigMap").expect("dashboard ConfigMap");
     let dashboard: Value = serde_json::from_str(cm["data"]["dialtone.json"].as_str().unwrap_or_default())
         .expect("dashboard JSON");
-    assert_eq!(dashboard["panels"].as_array().map(Vec::len), Some(5));
+    assert_eq!(dashboard["panels"].as_array().map(Vec::len), Some(9));
 
     // Bad values fail at install time with a message naming the key.
     for (set, expect) in [

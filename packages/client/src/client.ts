@@ -1,5 +1,6 @@
 /** `createTelephonyClient`: the readiness answer, a shared live subscription, and worker calls. */
 
+import { followCalls, isCallRecord, type CallEvent, type CallRecord } from "./calls.js";
 import { DEFAULT_RETRY_AFTER, TelephonyRequestError, TelephonyUnavailable } from "./errors.js";
 import { followStatus } from "./follow.js";
 import { errorFor, requestJson, type Fetch } from "./http.js";
@@ -69,6 +70,16 @@ export interface TelephonyClient {
   token(username: string): Promise<{ token: string; expiresAt: string }>;
   dial(request: DialRequest): Promise<Call>;
   hangup(callControlId: string): Promise<void>;
+  /** The calls the worker knows, newest first (needs the worker's webhooks for their story). */
+  calls(): Promise<CallRecord[]>;
+  call(callControlId: string): Promise<CallRecord>;
+  startRecording(callControlId: string, options?: { format?: "mp3" | "wav"; channels?: "single" | "dual" }): Promise<void>;
+  stopRecording(callControlId: string): Promise<void>;
+  /**
+   * The worker's call events, live (server code: the worker Service isn't reachable from
+   * browsers). Resumes after a reconnect; `reset` says events were missed. Returns `close`.
+   */
+  onCallEvent(handler: (event: CallEvent) => void): () => void;
 }
 
 export function createTelephonyClient(options: TelephonyClientOptions): TelephonyClient {
@@ -169,12 +180,55 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
     throw errorFor(answer, "the telephony worker");
   };
 
+  const get = async (path: string): Promise<unknown> => {
+    const url = `${await worker()}${path}`;
+    const answer = await requestJson(fetchFn, url, { headers: { accept: "application/json" } }, timeoutMs, "the telephony worker");
+    if (answer.status >= 200 && answer.status < 300) return answer.body;
+    throw errorFor(answer, "the telephony worker");
+  };
+  const callPath = (id: string, rest = "") => {
+    requireString(id, "callControlId");
+    return `/v1/calls/${encodeURIComponent(id)}${rest}`;
+  };
+
   return {
     namespace,
     service,
     status,
     state,
     subscribe,
+    async calls() {
+      const body = (await get("/v1/calls")) as { calls?: unknown } | null;
+      const calls = Array.isArray(body?.calls) ? body.calls : null;
+      if (calls === null || !calls.every(isCallRecord)) {
+        throw new TelephonyUnavailable("the telephony worker's call list is malformed", 502, DEFAULT_RETRY_AFTER, "bad_answer");
+      }
+      return calls;
+    },
+    async call(callControlId) {
+      const body = await get(callPath(callControlId));
+      if (!isCallRecord(body)) throw new TelephonyUnavailable("the telephony worker's call is malformed", 502, DEFAULT_RETRY_AFTER, "bad_answer");
+      return body;
+    },
+    async startRecording(callControlId, recording = {}) {
+      await post(callPath(callControlId, "/recording/start"), recording);
+    },
+    async stopRecording(callControlId) {
+      await post(callPath(callControlId, "/recording/stop"), {});
+    },
+    onCallEvent(handler) {
+      let close: (() => void) | null = null;
+      let closed = false;
+      void worker()
+        .then((url) => {
+          if (!closed) close = followCalls(url, handler, { fetch: fetchFn, backoff: options.backoff });
+        })
+        .catch((e: unknown) => handler({ type: "reset", reason: e instanceof Error ? e.message : String(e) }));
+      return () => {
+        closed = true;
+        close?.();
+      };
+    },
     async createCredential(request) {
       requireString(request?.username, "username");
       return expect<Credential>(await post("/v1/credentials", { username: request.username }), ["credentialId", "sipUsername", "token", "expiresAt"]);

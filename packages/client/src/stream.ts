@@ -11,8 +11,8 @@ import { describe } from "./errors.js";
 import type { Fetch } from "./http.js";
 
 export interface StreamHandlers {
-  /** One event; `event` is `message` when the server named none. */
-  onEvent(event: string, data: string): void;
+  /** One event; `event` is `message` when the server named none; `id` when the server gave one. */
+  onEvent(event: string, data: string, id?: string): void;
   /** Connected: an event stream is flowing (the server's snapshot follows). */
   onOpen?(): void;
   /** The connection failed or was lost; a reconnect is scheduled. */
@@ -32,6 +32,8 @@ export interface StreamOptions {
   backoff?: Backoff;
   /** For tests: the jitter's randomness. */
   random?: () => number;
+  /** Reconnect with `Last-Event-ID` (the last id seen), so the server resends what was missed. */
+  resume?: boolean;
 }
 
 export const DEFAULT_BACKOFF: Backoff = { baseMs: 250, maxMs: 10_000 };
@@ -53,12 +55,13 @@ export function eventStream(url: string, handlers: StreamHandlers, options: Stre
   let closed = false;
   let current: AbortController | null = null;
   let wake: (() => void) | null = null;
+  const position: Position = { resume: options.resume === true };
 
   const loop = async (): Promise<void> => {
     let failures = 0;
     while (!closed) {
       current = new AbortController();
-      const { reason, delivered } = await connectOnce(fetchFn, url, handlers, current, staleAfterMs);
+      const { reason, delivered } = await connectOnce(fetchFn, url, handlers, current, staleAfterMs, position);
       if (closed) return;
       failures = delivered ? 0 : failures + 1;
       safely(() => handlers.onDown?.(reason));
@@ -82,6 +85,12 @@ export function eventStream(url: string, handlers: StreamHandlers, options: Stre
   };
 }
 
+/** Where a resumable stream got to. */
+interface Position {
+  resume: boolean;
+  lastEventId?: string;
+}
+
 interface Outcome {
   reason: string;
   /** At least one event arrived: the next attempt starts without delay. */
@@ -94,6 +103,7 @@ async function connectOnce(
   handlers: StreamHandlers,
   abort: AbortController,
   staleAfterMs: number,
+  position: Position,
 ): Promise<Outcome> {
   let delivered = false;
   let stale = false;
@@ -108,8 +118,10 @@ async function connectOnce(
   };
   try {
     arm();
+    const headers: Record<string, string> = { accept: "text/event-stream" };
+    if (position.resume && position.lastEventId !== undefined) headers["last-event-id"] = position.lastEventId;
     const res = await fetchFn(url, {
-      headers: { accept: "text/event-stream" },
+      headers,
       signal: abort.signal,
       cache: "no-store",
     });
@@ -122,8 +134,9 @@ async function connectOnce(
     const parser = createParser({
       onEvent(message) {
         delivered = true;
+        if (message.id !== undefined) position.lastEventId = message.id;
         try {
-          handlers.onEvent(message.event ?? "message", message.data);
+          handlers.onEvent(message.event ?? "message", message.data, message.id);
         } catch (e) {
           if (e instanceof Reconnect) {
             reconnect = true;
