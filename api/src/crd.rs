@@ -57,6 +57,10 @@ pub struct TelephonyServiceSpec {
     /// its live calls may go on this long before it ends them.
     #[serde(default)]
     pub drain: DrainSpec,
+    /// A backup TelephonyService (another Telnyx connection, another namespace): while this one is
+    /// Failed or has no worker up, the readiness answer sends the app's calls there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSpec>,
     /// Leave the worker Deployment and Service exactly as they are.
     #[serde(default)]
     pub paused: bool,
@@ -126,6 +130,19 @@ pub struct HealthSpec {
     #[serde(default = "defaults::heartbeat_millis")]
     #[schemars(range(min = 50, max = 5000))]
     pub heartbeat_millis: u32,
+}
+
+/// The backup TelephonyService.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// Its name.
+    #[schemars(length(min = 1, max = 63))]
+    pub service: String,
+    /// Its namespace; this TelephonyService's own when omitted. The readiness service must watch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// How a worker shuts down.
@@ -263,6 +280,10 @@ pub struct TelephonyServiceStatus {
     pub replicas: i32,
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Workers told to stop (a rollout, a scale-in, an eviction) and draining their live calls;
+    /// the readiness service's answer lists their calls.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draining_replicas: i32,
     /// `ready/desired`, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
@@ -355,6 +376,10 @@ pub struct PodRecord {
     /// Waiting reason already counted (image pull, config error), so it counts once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 mod defaults {

@@ -290,12 +290,12 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     let child = desired::child_name(&tsvc);
     let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.child());
     let service = ctx.services.get(&ObjectRef::new(&child).within(&ns)).map(|s| s.child());
+    // Filtered under the cache's lock: cloning every pod's handle (and its namespace) per reconcile
+    // was most of a reconcile's CPU at 5,000 services (2.56 ms against 1.19 ms at 1,000).
     let pods: Vec<PodObservation> = ctx
         .pods
-        .state()
+        .state_filter(|p| p.owner.as_ref() == Some(&name) && p.metadata.namespace.as_ref() == Some(&ns))
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| p.owner.as_ref() == Some(&name))
         .map(|p| p.status.clone())
         .collect();
     let mut pods = pods;

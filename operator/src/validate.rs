@@ -3,9 +3,9 @@
 
 use crate::crd::{SecretKeyRef, TelephonyServiceSpec};
 use crate::desired::{OPERATOR_LABELS, RESERVED_ENV};
-use crate::names::dns_subdomain;
 #[cfg(test)]
 use crate::names::SERVICE_LABEL;
+use crate::names::{dns_label, dns_subdomain};
 
 fn secret_ref(field: &str, secret: &SecretKeyRef, problems: &mut Vec<String>) {
     if !dns_subdomain(&secret.name) {
@@ -30,6 +30,14 @@ pub fn validate(spec: &TelephonyServiceSpec) -> Vec<String> {
     secret_ref("spec.telnyx.apiKeySecretRef", &spec.telnyx.api_key_secret_ref, &mut problems);
     if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
         secret_ref("spec.telnyx.webhookPublicKeySecretRef", key, &mut problems);
+    }
+    if let Some(f) = &spec.failover {
+        if !dns_label(&f.service) || f.namespace.as_deref().is_some_and(|n| !dns_label(n)) {
+            problems.push(format!(
+                "spec.failover {:?}: service and namespace must be DNS labels (lowercase letters, digits and '-')",
+                f.namespace.as_deref().map_or(f.service.clone(), |n| format!("{n}/{}", f.service))
+            ));
+        }
     }
     match url::Url::parse(&spec.telnyx.base_url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

@@ -161,6 +161,69 @@ async fn a_hung_or_killed_worker_is_unavailable_through_its_heartbeat_before_kub
     ns.delete().await;
 }
 
+/// `spec.failover`: while the primary has no worker up, the app's answer is available via the
+/// backup, at the backup's endpoint; the moment the primary is back, via the primary again. Both
+/// are real services on the real node; the primary goes down the way a user would see it (its
+/// worker hangs, then it is scaled to 0).
+#[tokio::test]
+async fn a_primary_without_workers_fails_over_to_its_backup_and_back() {
+    let ns = setup("failover").await;
+    let _op = Operator::start(&ns.name);
+    let r = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
+    create(&ns, &tsvc("calls-b", serde_json::json!({}))).await;
+    let failover = serde_json::json!({ "failover": { "service": "calls-b" } });
+    create(&ns, &tsvc("calls", failover)).await;
+    wait_status(&ns, "calls-b", 90, "backup Ready", |s| s.phase == Phase::Ready).await;
+    wait_status(&ns, "calls", 90, "primary Ready", |s| s.phase == Phase::Ready).await;
+    let (_, body) = until_code(&r, &ns.name, 200, 30).await;
+    assert_eq!(body["via"], "primary", "{body}");
+    assert_eq!(body["failover"]["name"], "calls-b");
+    assert_eq!(body["failover"]["healthy"], true, "{body}");
+    let primary_endpoint = body["endpoint"].clone();
+
+    // The primary's only worker hangs: its answer stays available, via the backup.
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    let pod = worker_pods(&ns, "calls").await[0].name_any();
+    testing::node::signal_container(&pods, &pod, testing::node::SIGSTOP).await;
+    let body = testing::wait_until(Duration::from_secs(5), "via backup", || async {
+        let (code, body) = r.status(&ns.name, "calls").await?;
+        (code == 200 && body["via"] == "backup").then_some(body)
+    })
+    .await;
+    let backup_endpoint = format!("http://calls-b-worker.{}.svc:8080", ns.name);
+    assert_eq!(body["endpoint"], backup_endpoint.as_str(), "{body}");
+    assert_eq!(body["healthy"], true);
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("calls go to the backup")), "{body}");
+    testing::node::signal_container(&pods, &pod, testing::node::SIGCONT).await;
+    let body = testing::wait_until(Duration::from_secs(10), "via primary again", || async {
+        let (code, body) = r.status(&ns.name, "calls").await?;
+        (code == 200 && body["via"] == "primary").then_some(body)
+    })
+    .await;
+    assert_eq!(body["endpoint"], primary_endpoint);
+
+    // Scaled to 0: via the backup; and with the backup gone too, a plain 503.
+    let tsvcs = ns.api::<telephony_operator::crd::TelephonyService>();
+    let zero = serde_json::json!({ "spec": { "replicas": 0 } });
+    tsvcs
+        .patch("calls", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&zero))
+        .await
+        .expect("scale");
+    testing::wait_until(Duration::from_secs(30), "scaled to 0: via backup", || async {
+        let (code, body) = r.status(&ns.name, "calls").await?;
+        (code == 200 && body["via"] == "backup" && body["status"] == "pending").then_some(())
+    })
+    .await;
+    tsvcs.delete("calls-b", &Default::default()).await.expect("delete the backup");
+    let (_, body) = until_code(&r, &ns.name, 503, 30).await;
+    assert_eq!(
+        (body["via"].as_str(), body["failover"]["status"].as_str()),
+        (Some("primary"), Some("unknown")),
+        "{body}"
+    );
+    ns.delete().await;
+}
+
 #[tokio::test]
 async fn answers_are_unknown_when_the_api_is_lost_and_recover_after() {
     let ns = setup("stale").await;

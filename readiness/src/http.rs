@@ -296,6 +296,7 @@ mod tests {
             metrics: Metrics::default(),
             cors_origins: vec!["https://app.example.com".into()],
             heartbeats: None,
+            primaries: Default::default(),
         }))
     }
 

@@ -7,7 +7,7 @@ pub mod heartbeat;
 mod http;
 pub mod view;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -50,6 +50,9 @@ pub struct AppState {
     pub(crate) answers: RwLock<HashMap<String, Arc<Answer>>>,
     /// The workers' heartbeats, unless turned off (`--worker-heartbeat=false`).
     pub(crate) heartbeats: Option<Arc<Board>>,
+    /// Which services name which as their failover: backup → primaries, so a backup's change
+    /// is pushed as its primaries' new answers too.
+    pub(crate) primaries: RwLock<HashMap<String, BTreeSet<String>>>,
 }
 
 /// One service's answer, encoded once and served many times.
@@ -58,6 +61,8 @@ pub struct Answer {
     confirmed_ms: i64,
     stale: bool,
     heartbeat_generation: u64,
+    /// The failover service's object version: its changes change this answer.
+    backup_version: Option<String>,
     /// Part of the body, so the answer is re-encoded when it ticks (at most once a second).
     pub(crate) retry_after: Option<u64>,
     pub(crate) status: axum::http::StatusCode,
@@ -82,24 +87,29 @@ impl AppState {
         let (confirmed_ms, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now));
         let generation = self.heartbeats.as_ref().map_or(0, |b| b.generation());
         let key = format!("{namespace}/{name}");
+        let backup = self.backup_of(&obj);
+        let backup_version = backup.as_ref().and_then(|b| b.metadata.resource_version.clone());
         // Same inputs, same health; only an unhealthy answer's Retry-After ticks with time.
         let fresh = |a: &Answer| {
             a.resource_version == obj.metadata.resource_version
                 && a.confirmed_ms == confirmed_ms
                 && a.stale == stale
                 && a.heartbeat_generation == generation
+                && a.backup_version == backup_version
                 && (a.retry_after.is_none() || a.retry_after == view::retry_after(&obj, false, now))
         };
         if let Some(a) = self.answers.read().ok().and_then(|m| m.get(&key).filter(|a| fresh(a)).cloned()) {
             return Some(a);
         }
         let v = view::view(&obj, confirmed_ms, stale, now, self.heartbeats_of(&key).as_ref());
+        let v = view::with_failover(v, &obj, backup.map(|b| self.own_view(&b)).as_ref());
         let body = serde_json::to_vec(&v).ok()?;
         let answer = Arc::new(Answer {
             resource_version: obj.metadata.resource_version.clone(),
             confirmed_ms,
             stale,
             heartbeat_generation: generation,
+            backup_version,
             retry_after: v.retry_after,
             status: axum::http::StatusCode::from_u16(v.http_status())
                 .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE),
@@ -119,10 +129,57 @@ impl AppState {
 
     /// The answer for one cached object, as the SSE stream sends it.
     fn view_of(&self, t: &TelephonyService) -> StatusView {
+        let backup = self.backup_of(t).map(|b| self.own_view(&b));
+        view::with_failover(self.own_view(t), t, backup.as_ref())
+    }
+
+    /// A service's answer from its own workers alone (no failover).
+    fn own_view(&self, t: &TelephonyService) -> StatusView {
         let now = now_ms();
         let (confirmed, stale) = (self.freshness.confirmed_ms(), self.freshness.is_stale(now));
         let hb = self.heartbeats_of(&format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any()));
         view::view(t, confirmed, stale, now, hb.as_ref())
+    }
+
+    /// The service `t` names in `spec.failover`, when this readiness service sees it.
+    fn backup_of(&self, t: &TelephonyService) -> Option<Arc<TelephonyService>> {
+        let f = t.spec.failover.as_ref()?;
+        let namespace = f.namespace.clone().unwrap_or_else(|| t.namespace().unwrap_or_default());
+        self.store_for(&namespace)?.get(&reflector::ObjectRef::new(&f.service).within(&namespace))
+    }
+
+    /// Sends `t`'s new answer on the SSE stream, and those of the services it is the backup of.
+    fn push(&self, t: &TelephonyService) {
+        let _ = self.changes.send(Change::Status(Arc::new(self.view_of(t))));
+        self.push_primaries_of(t);
+    }
+
+    /// Sends the new answers of the services `t` is the backup of.
+    fn push_primaries_of(&self, t: &TelephonyService) {
+        let key = format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any());
+        let primaries = self.primaries.read().ok().and_then(|p| p.get(&key).cloned()).unwrap_or_default();
+        for primary in primaries {
+            let Some((namespace, name)) = primary.split_once('/') else { continue };
+            if let Some(p) = self
+                .store_for(namespace)
+                .and_then(|s| s.get(&reflector::ObjectRef::new(name).within(namespace)))
+            {
+                let _ = self.changes.send(Change::Status(Arc::new(self.view_of(&p))));
+            }
+        }
+    }
+
+    /// Records whom `t` names as its backup (None: deleted, or no failover).
+    fn index_failover(&self, t: &TelephonyService, backup: Option<String>) {
+        let key = format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any());
+        let Ok(mut index) = self.primaries.write() else { return };
+        index.retain(|_, primaries| {
+            primaries.remove(&key);
+            !primaries.is_empty()
+        });
+        if let Some(b) = backup {
+            index.entry(b).or_default().insert(key);
+        }
     }
 
     /// Every visible service, sorted by namespace and name.
@@ -216,6 +273,7 @@ pub async fn run(
         cors_origins: settings.cors_origins.clone(),
         answers: Default::default(),
         heartbeats: heartbeats.as_ref().map(|(b, _)| b.clone()),
+        primaries: Default::default(),
     });
 
     // Synced once every watch has listed: the services', and the worker pods' when followed.
@@ -269,14 +327,21 @@ async fn follow_services(st: Arc<AppState>, mut stream: ServiceEvents, on_synced
         st.freshness.watch_event(event.is_ok(), now_ms());
         match event {
             Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
-                let _ = st.changes.send(Change::Status(Arc::new(st.view_of(&t))));
+                let backup = t.spec.failover.as_ref().map(|f| {
+                    let ns = f.namespace.clone().unwrap_or_else(|| t.namespace().unwrap_or_default());
+                    format!("{ns}/{}", f.service)
+                });
+                st.index_failover(&t, backup);
+                st.push(&t);
             }
             Ok(watcher::Event::Delete(t)) => {
+                st.index_failover(&t, None);
                 let (namespace, name) = (t.namespace().unwrap_or_default(), t.name_any());
                 if let Ok(mut answers) = st.answers.write() {
                     answers.remove(&format!("{namespace}/{name}"));
                 }
                 let _ = st.changes.send(Change::Deleted { namespace, name });
+                st.push_primaries_of(&t);
             }
             // The reflector has swapped the full list into the cache before this.
             Ok(watcher::Event::InitDone) => {
@@ -314,7 +379,7 @@ async fn push_heartbeat_changes(
         let Some((namespace, name)) = service.split_once('/') else { continue };
         let Some(store) = st.store_for(namespace) else { continue };
         if let Some(t) = store.get(&reflector::ObjectRef::new(name).within(namespace)) {
-            let _ = st.changes.send(Change::Status(Arc::new(st.view_of(&t))));
+            st.push(&t);
         }
     }
 }

@@ -88,6 +88,31 @@ pub struct StatusView {
     /// none, or when the readiness service doesn't follow the workers' heartbeats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<DrainingWorker>,
+    /// Where the app's calls go: this service's workers (`primary`) or its `failover` service's
+    /// (`backup`, whose address is then `endpoint`). Absent without `spec.failover`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+    /// The backup service named by `spec.failover`, as its own answer has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Primary,
+    Backup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverView {
+    pub namespace: String,
+    pub name: String,
+    /// The backup's own word (`unknown` when the readiness service doesn't see it).
+    pub status: Word,
+    pub healthy: bool,
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -234,7 +259,48 @@ pub fn view(
                     .collect()
             })
             .unwrap_or_default(),
+        via: None,
+        failover: None,
     }
+}
+
+/// Where `spec.failover` names a backup, `primary`'s answer with it: while the primary can't take
+/// calls (Failed, or no worker up) and the backup can, the answer is available (200) via the
+/// backup, at the backup's endpoint. `backup` is the backup's own answer (None: not seen). Never
+/// while the watch is stale: then nobody knows either's state.
+pub fn with_failover(
+    mut primary: StatusView,
+    tsvc: &TelephonyService,
+    backup: Option<&StatusView>,
+) -> StatusView {
+    let Some(spec) = &tsvc.spec.failover else { return primary };
+    let namespace = spec.namespace.clone().unwrap_or_else(|| primary.namespace.clone());
+    primary.failover = Some(match backup {
+        Some(b) => FailoverView {
+            namespace: b.namespace.clone(),
+            name: b.name.clone(),
+            status: b.status,
+            healthy: b.healthy,
+            endpoint: b.endpoint.clone(),
+        },
+        None => FailoverView {
+            namespace,
+            name: spec.service.clone(),
+            status: Word::Unknown,
+            healthy: false,
+            endpoint: None,
+        },
+    });
+    let takes_over = backup.filter(|b| !primary.healthy && b.healthy && b.endpoint.is_some());
+    primary.via = Some(if takes_over.is_some() { Via::Backup } else { Via::Primary });
+    if let Some(b) = takes_over {
+        let why = primary.message.take().unwrap_or_else(|| format!("{:?}", primary.status).to_lowercase());
+        primary.message = Some(format!("{why}; calls go to the backup {}/{}", b.namespace, b.name));
+        primary.healthy = true;
+        primary.retry_after = None;
+        primary.endpoint.clone_from(&b.endpoint);
+    }
+    primary
 }
 
 #[cfg(test)]
@@ -392,6 +458,51 @@ mod tests {
         assert_eq!(json["draining"], serde_json::json!([{ "pod": "calls-old", "activeCalls": 2 }]));
         let none = serde_json::to_value(view(&tsvc(Phase::Ready, 2), NOW, false, NOW, None)).unwrap();
         assert!(none.get("draining").is_none(), "absent when no worker drains");
+    }
+
+    #[test]
+    fn a_backup_takes_the_calls_while_the_primary_cannot() {
+        let mut primary = tsvc(Phase::Failed, 0);
+        primary.spec.failover =
+            Some(crate::crd::FailoverSpec { service: "calls-b".into(), namespace: Some("dr".into()) });
+        let mut backup = view(&tsvc(Phase::Ready, 1), NOW, false, NOW, None);
+        (backup.namespace, backup.name, backup.endpoint) =
+            ("dr".into(), "calls-b".into(), Some("http://calls-b-worker.dr.svc:8080".into()));
+        let own = view(&primary, NOW, false, NOW, None);
+        assert_eq!(own.http_status(), 503);
+
+        let v = with_failover(own.clone(), &primary, Some(&backup));
+        assert_eq!((v.http_status(), v.status, v.via), (200, Word::Failed, Some(Via::Backup)));
+        assert_eq!(v.endpoint.as_deref(), Some("http://calls-b-worker.dr.svc:8080"));
+        assert_eq!(v.retry_after, None);
+        assert!(
+            v.message.as_deref().is_some_and(|m| m.ends_with("; calls go to the backup dr/calls-b")),
+            "{:?}",
+            v.message
+        );
+
+        let mut down = backup.clone();
+        down.healthy = false;
+        let v = with_failover(own.clone(), &primary, Some(&down));
+        assert_eq!((v.http_status(), v.via), (503, Some(Via::Primary)), "both down: 503");
+        let v = with_failover(own.clone(), &primary, None);
+        assert_eq!(
+            v.failover.as_ref().map(|f| (f.status, f.name.as_str())),
+            Some((Word::Unknown, "calls-b"))
+        );
+        assert_eq!(v.http_status(), 503, "a backup nobody sees takes nothing");
+
+        let mut healthy_primary = tsvc(Phase::Ready, 2);
+        healthy_primary.spec.failover = primary.spec.failover.clone();
+        let mine = view(&healthy_primary, NOW, false, NOW, None);
+        let v = with_failover(mine.clone(), &healthy_primary, Some(&backup));
+        assert_eq!(
+            (v.via, v.endpoint),
+            (Some(Via::Primary), mine.endpoint.clone()),
+            "a healthy primary keeps its calls"
+        );
+        let plain = with_failover(mine.clone(), &tsvc(Phase::Ready, 2), Some(&backup));
+        assert_eq!((plain.via, plain.failover), (None, None), "no spec.failover: nothing changes");
     }
 
     #[test]

@@ -62,9 +62,13 @@ pub(super) async fn act(
         match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
             Ok(written) => {
                 ctx.metrics.wrote("status");
-                ctx.written.remember(uid, written.resource_version(), decision.status.clone(), || {
-                    ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
-                })
+                ctx.written.remember(
+                    uid,
+                    written.resource_version(),
+                    decision.status.clone(),
+                    ctx.tsvcs.len(),
+                    || ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect(),
+                )
             }
             Err(e) => {
                 ctx.written.forget(&uid); // unknown outcome: trust the watch again

@@ -16,6 +16,8 @@ pub struct Assessment {
     pub policy: Policy,
     /// Ready workers, at most the desired number (a rollout's surge pod is ready too).
     pub ready: i32,
+    /// Workers being deleted: draining their calls.
+    pub draining: i32,
     pub all_ready: bool,
     /// The circuit is open: too many failures, workers at 0.
     pub open: bool,
@@ -100,6 +102,7 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         || phase == Phase::Progressing;
     Assessment {
         ready,
+        draining: i32::try_from(obs.pods.len() - live.len()).unwrap_or(i32::MAX),
         all_ready,
         open,
         was_open: prev.history.circuit_open,

@@ -30,6 +30,7 @@ pub fn build(
         observed_generation: Some(generation),
         replicas: a.desired_replicas,
         ready_replicas: a.ready,
+        draining_replicas: a.draining,
         ready: Some(format!("{}/{}", a.ready, a.desired_replicas)),
         restarts: Some(format!("{}/{}", a.used, a.policy.max_restarts)),
         message: Some(message),

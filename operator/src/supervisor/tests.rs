@@ -329,3 +329,20 @@ fn a_disruption_budget_follows_the_worker_count() {
     sim.tsvc.metadata.generation = Some(3);
     assert_eq!(sim.look(3, vec![pod("w-1", true, 0)]).disruption_budget, Some(BudgetChange::Delete));
 }
+
+/// A worker told to stop (rollout, scale-in, eviction) drains its calls: counted as draining in the
+/// status, never as a failure, and the service stays Ready on the worker that replaced it.
+#[test]
+fn workers_told_to_stop_are_draining_not_failures() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    let mut old = pod("w-old", true, 0);
+    old.deleting = true;
+    old.running = false;
+    old.last_exit = Some(("Completed".into(), 0));
+    let d = sim.look(1, vec![old, pod("w-new", true, 0)]);
+    assert_eq!(d.status.draining_replicas, 1);
+    assert!(d.failures.is_empty());
+    assert_eq!(d.status.phase, Phase::Ready);
+    assert_eq!(sim.look(2, vec![pod("w-new", true, 0)]).status.draining_replicas, 0);
+}

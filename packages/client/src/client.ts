@@ -17,6 +17,7 @@ export interface TelephonyClientOptions {
   /**
    * The worker Service, for `createCredential`, `token`, `dial` and `hangup` (server code only).
    * Default: the `endpoint` the readiness answer names (`http://<service>.<namespace>.svc:<port>`).
+   * While the answer says `via: "backup"` (`spec.failover`), calls go to the backup's endpoint.
    */
   workerUrl?: string;
   /** Per request. Default 5 s (the worker's own Telnyx timeout is shorter). */
@@ -155,7 +156,8 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
     // Unknown (the readiness service itself can't answer): try the worker anyway.
     // A subscription may not have its first answer yet: then ask once (never twice).
     const view = known.view ?? (subscribed && !options.workerUrl ? (await state()).view : null);
-    const url = options.workerUrl ?? view?.endpoint;
+    // Failover: while the readiness service sends calls to the backup, go where it says.
+    const url = view?.via === "backup" ? view.endpoint : (options.workerUrl ?? view?.endpoint);
     if (!url) {
       throw new TelephonyUnavailable(
         `no worker address known for ${namespace}/${service}: set workerUrl`,

@@ -5,6 +5,7 @@ export type Phase = "Pending" | "Progressing" | "Ready" | "Degraded" | "Failed" 
  * The one word the app branches on.
  */
 export type Word = "ready" | "degraded" | "failed" | "paused" | "pending" | "unknown";
+export type Via = "primary" | "backup";
 
 export interface StatusView {
   /**
@@ -13,6 +14,10 @@ export interface StatusView {
    */
   draining?: DrainingWorker[];
   endpoint?: string | null;
+  /**
+   * The backup service named by `spec.failover`, as its own answer has it.
+   */
+  failover?: FailoverView | null;
   /**
    * True exactly when the answer is 200: the app may send calls.
    */
@@ -44,10 +49,25 @@ export interface StatusView {
    * When this was last confirmed against the Kubernetes API (ms since the epoch).
    */
   timestamp: number;
+  /**
+   * Where the app's calls go: this service's workers (`primary`) or its `failover` service's
+   * (`backup`, whose address is then `endpoint`). Absent without `spec.failover`.
+   */
+  via?: Via | null;
 }
 export interface DrainingWorker {
   activeCalls: number;
   pod: string;
+}
+export interface FailoverView {
+  endpoint?: string | null;
+  healthy: boolean;
+  name: string;
+  namespace: string;
+  /**
+   * The backup's own word (`unknown` when the readiness service doesn't see it).
+   */
+  status: "ready" | "degraded" | "failed" | "paused" | "pending" | "unknown";
 }
 /**
  * One failure of a worker pod, as the operator recorded it.

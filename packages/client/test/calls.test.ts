@@ -104,3 +104,29 @@ describe("calls and recording", () => {
     await expect(client.call("")).rejects.toMatchObject({ status: 400, field: "callControlId" });
   });
 });
+
+describe("failover", () => {
+  it("sends calls to the backup's endpoint while the answer says via backup, even with workerUrl set", async () => {
+    const hits: string[] = [];
+    const worker = (who: string) =>
+      serve((req, res) => {
+        hits.push(`${who} ${req.method} ${req.url}`);
+        res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ callControlId: `v3:${who}` }));
+      });
+    const primary = await worker("primary");
+    const backup = await worker("backup");
+    servers.push(primary, backup);
+    let via = "backup";
+    const r = await serve((_req, res) => {
+      const endpoint = via === "backup" ? backup.url : primary.url;
+      const body = { ...view(), status: via === "backup" ? "failed" : "ready", healthy: true, via, endpoint };
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+    });
+    servers.push(r);
+    const client = createTelephonyClient({ readinessUrl: r.url, namespace: "shop", service: "calls", workerUrl: primary.url, timeoutMs: 500 });
+    expect(await client.dial({ to: "+15551234567", from: "+15557654321" })).toEqual({ callControlId: "v3:backup" });
+    via = "primary";
+    expect(await client.dial({ to: "+15551234567", from: "+15557654321" })).toEqual({ callControlId: "v3:primary" });
+    expect(hits).toEqual(["backup POST /v1/calls", "primary POST /v1/calls"]);
+  });
+});
