@@ -127,17 +127,35 @@ async fn a_live_call_outlasts_a_rollout_restart_while_new_calls_go_to_the_new_wo
     .await;
     assert_eq!(body["healthy"], true, "the new worker serves: {body}");
 
-    // New calls through the Service go to the new worker: the draining one would answer 503.
+    // New calls through the Service are placed by the new worker. Until kube-proxy has dropped the
+    // old pod from the Service (a second or two), a dial may still reach it: it answers 503
+    // `draining` with Retry-After, and the app's retry lands on the new worker.
     let svc = s.ns.api::<Service>().get("calls-worker").await.expect("worker Service");
     let ip = svc.spec.and_then(|s| s.cluster_ip).expect("ClusterIP");
     for _ in 0..5 {
-        let res = testing::http()
-            .post(format!("http://{ip}:8080/v1/calls"))
-            .json(&json!({ "to": "+15551234567", "from": "+15557654321" }))
-            .send()
-            .await
-            .expect("dial through the Service");
-        assert_eq!(res.status().as_u16(), 201, "a new call is placed by a worker that takes calls");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let res = testing::http()
+                .post(format!("http://{ip}:8080/v1/calls"))
+                .json(&json!({ "to": "+15551234567", "from": "+15557654321" }))
+                .send()
+                .await
+                .expect("dial through the Service");
+            if res.status().as_u16() == 201 {
+                break;
+            }
+            assert_eq!(res.status().as_u16(), 503, "only the draining worker refuses");
+            let retry: u64 = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .expect("Retry-After");
+            let body: Value = res.json().await.expect("a JSON error");
+            assert_eq!(body["error"]["code"], "draining", "{body}");
+            assert!(attempts < 5, "still refused after {attempts} tries");
+            tokio::time::sleep(Duration::from_secs(retry)).await;
+        }
     }
     let (_, direct) = testing::get(&format!("{old_url}/v1/calls")).await.expect("the old worker answers");
     let direct: Value = serde_json::from_str(&direct).expect("JSON");

@@ -9,7 +9,8 @@ pub type Frame = (String, Option<String>, String);
 
 /// Follows `url` (with `Last-Event-ID` when given); the channel closes when the stream ends.
 pub async fn follow(url: &str, last_event_id: Option<&str>) -> UnboundedReceiver<Frame> {
-    let mut req = crate::http().get(url);
+    // A stream outlives the client's 5 s request timeout.
+    let mut req = crate::http().get(url).timeout(Duration::from_secs(600));
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
     }
