@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Secret, Service};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
@@ -84,10 +84,18 @@ impl Scene {
         (code == 200).then(|| body["state"].as_str().unwrap_or_default().to_string())
     }
 
-    async fn gone(&self, pod: &str, secs: u64) {
+    /// Waits until the worker process of `pod` has exited by itself (exit code 0), or the pod is
+    /// gone. Not the pod's removal alone: a kubelet 1.20 sometimes restarts a container that exits
+    /// during its pod's termination, and the pod then stays until its grace period ends.
+    async fn exited(&self, pod: &str, secs: u64) {
         let pods = self.ns.api::<Pod>();
-        wait_until(Duration::from_secs(secs), &format!("{pod} gone"), || async {
-            pods.get_opt(pod).await.ok()?.is_none().then_some(())
+        wait_until(Duration::from_secs(secs), &format!("{pod}'s worker exited"), || async {
+            let Some(p) = pods.get_opt(pod).await.ok()? else { return Some(()) };
+            let c = p.status?.container_statuses?.into_iter().next()?;
+            let done = |s: Option<k8s_openapi::api::core::v1::ContainerState>| {
+                s.and_then(|s| s.terminated).is_some_and(|t| t.exit_code == 0)
+            };
+            (done(c.state) || done(c.last_state)).then_some(())
         })
         .await;
     }
@@ -172,7 +180,7 @@ async fn a_live_call_outlasts_a_rollout_restart_while_new_calls_go_to_the_new_wo
     let (event, _, data) = sse::next(&mut events, Duration::from_secs(10), "call.ended").await;
     assert_eq!(event, "call.ended", "{data}");
     assert!(data.contains(r#""hangupCause":"normal_clearing""#), "{data}");
-    s.gone(&old, 30).await;
+    s.exited(&old, 30).await;
     let t = s.ns.api::<TelephonyService>().get("calls").await.expect("get");
     let status = t.status.expect("status");
     assert_eq!(status.restart_budget.map(|b| b.used), Some(0), "a drain is not a failure");
@@ -220,7 +228,7 @@ async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_th
         (data["call"]["hangupCause"].as_str(), data["call"]["hangupSource"].as_str()),
         (Some("drain_timeout"), Some("worker"))
     );
-    s.gone(&pod, 30).await;
+    s.exited(&pod, 30).await;
 
     let (staying, staying_url, staying_call, _) = &calls[0];
     assert!(!s.deleting(staying).await);
@@ -244,4 +252,77 @@ async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_th
     })
     .await;
     s.ns.delete().await;
+}
+
+/// A node drain evicts pods through the Eviction API, which honours the PodDisruptionBudget: with
+/// two workers, the first eviction is allowed (that worker drains its call), and a second one
+/// right after is refused (429) until the first one's replacement is Ready, so the calls are never
+/// left without a worker. This is what `kubectl drain` does to each pod of a node.
+#[tokio::test]
+async fn a_node_drain_evicts_the_workers_one_at_a_time() {
+    let s = Scene::new("drain-evict", 2, 60).await;
+    // A drain cordons the node first, so an evicted worker's replacement can't start until the
+    // drain is over. Here (one node, shared with other tests) a quota of 2 pods does that for this
+    // namespace alone: the replacement waits while the evicted worker drains.
+    let quota = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": { "name": "two-pods" }, "spec": { "hard": { "pods": "2" } }
+    });
+    let quotas = s.ns.api::<ResourceQuota>();
+    quotas
+        .create(&PostParams::default(), &serde_json::from_value(quota).expect("quota"))
+        .await
+        .expect("create quota");
+    wait_until(Duration::from_secs(20), "the quota counted", || async {
+        let used = quotas.get("two-pods").await.ok()?.status?.used?;
+        (used.get("pods").map(|q| q.0.as_str()) == Some("2")).then_some(())
+    })
+    .await;
+    let workers = s.workers().await;
+    let (first, first_url) = workers[0].clone();
+    let (second, _) = workers[1].clone();
+    let call = s.live_call(&first_url).await;
+
+    assert_eq!(evict(&s.ns, &first).await, 201, "the budget allows one");
+    wait_until(Duration::from_secs(10), "the evicted worker draining", || async {
+        s.deleting(&first).await.then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(evict(&s.ns, &second).await, 429, "a second eviction waits for the first's replacement");
+    assert_eq!(
+        s.call_state(&first_url, &call).await.as_deref(),
+        Some("answered"),
+        "the evicted worker's call goes on"
+    );
+    assert!(!s.deleting(&second).await, "the other worker still serves");
+
+    let hangup = call_event("hangup-e", "call.hangup", &call, json!({ "hangup_cause": "normal_clearing" }));
+    assert_eq!(s.signer.deliver(&first_url, &hangup).await.0, 200);
+    s.exited(&first, 30).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the second eviction allowed once the replacement is Ready",
+        || async { (evict(&s.ns, &second).await == 201).then_some(()) },
+    )
+    .await;
+    assert_eq!(used(&s.ns, "calls").await, 0, "evictions are not failures");
+    s.ns.delete().await;
+}
+
+/// POST pods/{name}/eviction, as `kubectl drain` does (policy/v1beta1 on Kubernetes 1.20): 201
+/// evicted, 429 refused by the PodDisruptionBudget. Through kubectl, because the kube client
+/// retries a 429 until it succeeds.
+async fn evict(ns: &TestNamespace, pod: &str) -> u16 {
+    let body = json!({
+        "apiVersion": "policy/v1beta1",
+        "kind": "Eviction",
+        "metadata": { "name": pod, "namespace": ns.name },
+    });
+    let url = format!("/api/v1/namespaces/{}/pods/{pod}/eviction", ns.name);
+    match testing::tool("kubectl", &["create", "--raw", &url, "-f", "-"], Some(&body.to_string())) {
+        Ok(_) => 201,
+        Err(e) if e.contains("disruption budget") => 429,
+        Err(e) => panic!("evict {pod}: {e}"),
+    }
 }
