@@ -143,9 +143,8 @@ impl AppState {
 
     /// The service `t` names in `spec.failover`, when this readiness service sees it.
     fn backup_of(&self, t: &TelephonyService) -> Option<Arc<TelephonyService>> {
-        let f = t.spec.failover.as_ref()?;
-        let namespace = f.namespace.clone().unwrap_or_else(|| t.namespace().unwrap_or_default());
-        self.store_for(&namespace)?.get(&reflector::ObjectRef::new(&f.service).within(&namespace))
+        let (namespace, name) = backup_name(t)?;
+        self.store_for(&namespace)?.get(&reflector::ObjectRef::new(&name).within(&namespace))
     }
 
     /// Sends `t`'s new answer on the SSE stream, and those of the services it is the backup of.
@@ -189,6 +188,12 @@ impl AppState {
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }
+}
+
+/// The (namespace, name) `t` names in `spec.failover` (its own namespace when it names none).
+fn backup_name(t: &TelephonyService) -> Option<(String, String)> {
+    let f = t.spec.failover.as_ref()?;
+    Some((f.namespace.clone().unwrap_or_else(|| t.namespace().unwrap_or_default()), f.service.clone()))
 }
 
 /// What the cache keeps: only what answers need (name, namespace, status with its Ready condition): with a thousand
@@ -327,11 +332,7 @@ async fn follow_services(st: Arc<AppState>, mut stream: ServiceEvents, on_synced
         st.freshness.watch_event(event.is_ok(), now_ms());
         match event {
             Ok(watcher::Event::Apply(t)) | Ok(watcher::Event::InitApply(t)) => {
-                let backup = t.spec.failover.as_ref().map(|f| {
-                    let ns = f.namespace.clone().unwrap_or_else(|| t.namespace().unwrap_or_default());
-                    format!("{ns}/{}", f.service)
-                });
-                st.index_failover(&t, backup);
+                st.index_failover(&t, backup_name(&t).map(|(ns, name)| format!("{ns}/{name}")));
                 st.push(&t);
             }
             Ok(watcher::Event::Delete(t)) => {

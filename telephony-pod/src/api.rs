@@ -21,7 +21,7 @@ use crate::calls::{routes as calls, Calls};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::error::{ApiError, Body};
-use crate::input::{is_call_control_id, CallRequest, CredentialRequest};
+use crate::input::{CallRequest, CredentialRequest};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::telnyx::{Dial, Telnyx};
 use crate::webhook::{self, Seen};
@@ -209,23 +209,13 @@ async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result
 }
 
 async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if !is_call_control_id(&id) {
-        return Err(ApiError::invalid("callControlId", "is not a valid call control id"));
+    calls::valid_id(&id)?;
+    s.telnyx.hangup(&id, &command_id()).await.map_err(calls::command_error)?;
+    // With webhooks, Telnyx's call.hangup says how it ended; without, this is all we learn.
+    if s.config.webhook_key.is_none() {
+        s.calls.ended_here(&id, "normal_clearing", "app");
     }
-    match s.telnyx.hangup(&id, &command_id()).await {
-        Ok(()) => {
-            // With webhooks, Telnyx's call.hangup says how it ended; without, this is all we learn.
-            if s.config.webhook_key.is_none() {
-                s.calls.ended_here(&id, "normal_clearing", "app");
-            }
-            Ok(Json(serde_json::json!({ "result": "ok" })).into_response())
-        }
-        Err(e) if e.code() == Some("90018") => {
-            Err(ApiError::new(StatusCode::CONFLICT, "call_already_ended", "the call has already ended")
-                .with_upstream_code("90018"))
-        }
-        Err(e) => Err(ApiError::upstream(e)),
-    }
+    Ok(Json(serde_json::json!({ "result": "ok" })).into_response())
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

@@ -24,7 +24,7 @@ pub struct Drain {
 
 pub async fn run(plan: Drain, calls: &Calls, telnyx: &Telnyx) {
     let deadline = Instant::now() + plan.timeout.max(plan.delay);
-    let live = calls.active().len();
+    let live = calls.active_calls();
     tracing::info!(
         live_calls = live,
         timeout_s = plan.timeout.as_secs(),
@@ -34,7 +34,7 @@ pub async fn run(plan: Drain, calls: &Calls, telnyx: &Telnyx) {
     if !plan.calls_end_visibly {
         return;
     }
-    while !calls.active().is_empty() && Instant::now() < deadline {
+    while calls.active_calls() > 0 && Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
     }
     for id in calls.active() {

@@ -35,7 +35,7 @@ pub async fn stream(State(s): State<AppState>) -> Response {
                 Beat::Unready(why) => Event::default().event("unready").data(why),
                 Beat::Draining => Event::default()
                     .event("draining")
-                    .data(format!("{{\"activeCalls\":{}}}", calls.active().len())),
+                    .data(format!("{{\"activeCalls\":{}}}", calls.active_calls())),
             };
             Some((Ok::<_, Infallible>(event), (tick, readiness, calls)))
         },

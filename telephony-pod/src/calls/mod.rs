@@ -71,6 +71,11 @@ impl Calls {
         self.store.lock().map(|s| s.list().into_iter().cloned().collect()).unwrap_or_default()
     }
 
+    /// How many calls have not ended (no allocation: the heartbeat asks every period).
+    pub fn active_calls(&self) -> usize {
+        self.store.lock().map(|s| s.active().count()).unwrap_or(0)
+    }
+
     /// Ids of the calls not yet ended.
     pub fn active(&self) -> Vec<String> {
         self.store.lock().map(|s| s.active().map(|c| c.call_control_id.clone()).collect()).unwrap_or_default()

@@ -59,14 +59,14 @@ pub async fn start_recording(
     let format = one_of("format", req.format.as_deref(), &["mp3", "wav"])?;
     let channels = one_of("channels", req.channels.as_deref(), &["single", "dual"])?;
     let start = RecordStart { format, channels, command_id: command_id() };
-    s.telnyx.record_start(&id, &start).await.map_err(recording_error)?;
+    s.telnyx.record_start(&id, &start).await.map_err(command_error)?;
     s.calls.set_recording(&id, true);
     Ok(Json(serde_json::json!({ "result": "ok", "recording": true })).into_response())
 }
 
 pub async fn stop_recording(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     valid_id(&id)?;
-    s.telnyx.record_stop(&id, &command_id()).await.map_err(recording_error)?;
+    s.telnyx.record_stop(&id, &command_id()).await.map_err(command_error)?;
     s.calls.set_recording(&id, false);
     Ok(Json(serde_json::json!({ "result": "ok", "recording": false })).into_response())
 }
@@ -117,7 +117,7 @@ fn frame(log: &EventLog, e: &Arc<CallEvent>) -> Event {
     Event::default().id(log.id(e.seq)).event(e.kind).data(data)
 }
 
-fn valid_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn valid_id(id: &str) -> Result<(), ApiError> {
     if is_call_control_id(id) {
         Ok(())
     } else {
@@ -133,7 +133,8 @@ fn one_of<'a>(field: &str, value: Option<&'a str>, allowed: &[&'a str]) -> Resul
     }
 }
 
-fn recording_error(e: crate::telnyx::UpstreamError) -> ApiError {
+/// Telnyx's refusals of a call command (hangup, recording), as the app should read them.
+pub(crate) fn command_error(e: crate::telnyx::UpstreamError) -> ApiError {
     match e.code() {
         Some("90018") => {
             ApiError::new(StatusCode::CONFLICT, "call_already_ended", "the call has already ended")
