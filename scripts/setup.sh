@@ -23,6 +23,8 @@ CACHE="${DIALTONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialtone}"
 # Headless Chromium + playwright-core for the dashboard's browser test; wrk + nginx for benchmarks.
 need=()
 for p in chromium wrk nginx-light; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+# PyYAML for scripts/telnyx-contract.py (any python3 that has it will do).
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

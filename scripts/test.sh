@@ -53,6 +53,15 @@ if want unit; then
   step "cargo clippy --all-targets --all-features -D warnings (every test tier)"
   cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
+  step "the worker's Telnyx contract: the committed copy is what ../shared/telnyx gives today"
+  if [ -d ../shared/telnyx ]; then
+    python3 scripts/telnyx-contract.py --check
+  elif [ -n "${CI:-}" ]; then
+    echo "test.sh: ../shared/telnyx is missing; CI always has it" >&2; exit 1
+  else
+    echo "(no ../shared beside this clone: the committed copy is used as it is)"
+  fi
+
   step "cargo test --workspace: the unit tests (no cluster, no npm, no ../shared)"
   counted cargo test --workspace --no-fail-fast
 

@@ -138,7 +138,7 @@ struct Telnyx {
 
 impl Telnyx {
     async fn start(port: u16) -> Telnyx {
-        let spec = testing::repo_root().join("../shared/telnyx/telnyx-voice-credentials.openapi.yml");
+        let spec = testing::telnyx::contract_spec();
         let prism = testing::cache_dir().join("prism-5.16.0/node_modules/.bin/prism");
         let child = tokio::process::Command::new(prism)
             .args(["mock", "-h", node::GATEWAY, "-p", &port.to_string()])

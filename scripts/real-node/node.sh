@@ -168,7 +168,7 @@ node_import() {
 # worker pods reach it (http://10.244.0.1:4010/v2) and so does the host.
 TELNYX_PORT=4010
 telnyx_mock_up() {
-  local spec="${DIALTONE_TELNYX_SPEC:-$REPO/../shared/telnyx/telnyx-voice-credentials.openapi.yml}"
+  local spec="${DIALTONE_TELNYX_SPEC:-$REPO/telephony-pod/tests/telnyx/telnyx.openapi.yml}"
   local prism="$CACHE/prism-5.16.0/node_modules/.bin/prism"
   [ -f "$spec" ] || die "the Telnyx spec for the mock is missing: $spec (set DIALTONE_TELNYX_SPEC)"
   [ -x "$prism" ] || die "Prism missing at $prism: run scripts/build-control-plane.sh"

@@ -1,5 +1,5 @@
-//! Contract tests: the worker against Prism serving Telnyx's own OpenAPI spec (the subset in
-//! `../shared/telnyx/`). Prism answers 422 to any request that violates the spec, so every flow
+//! Contract tests: the worker against Prism serving Telnyx's own OpenAPI spec (the project's
+//! copy, `tests/telnyx/telnyx.openapi.yml`, extracted from `../shared/telnyx/` with its provenance). Prism answers 422 to any request that violates the spec, so every flow
 //! succeeding means every request the worker sends is valid. The webhooks the worker receives
 //! are the spec's own examples of each call event, signed as Telnyx signs them.
 //! `scripts/setup.sh` installs Prism.
@@ -27,16 +27,16 @@ fn prism_bin() -> PathBuf {
     testing::cache_dir().join("prism-5.16.0/node_modules/.bin/prism")
 }
 
-/// The larger subset: credentials, calls, call actions, recordings and the webhook payloads.
+/// Credentials, calls, call actions, recording and the webhook payloads.
 fn spec_path() -> PathBuf {
-    testing::repo_root().join("../shared/telnyx/telnyx-webrtc.openapi.yml")
+    testing::telnyx::contract_spec()
 }
 
 async fn prism() -> Prism {
     let spec = spec_path();
     assert!(
         spec.exists(),
-        "Telnyx spec missing at {} (shared/ must sit beside the checkout)",
+        "Telnyx contract missing at {} (scripts/telnyx-contract.py writes it)",
         spec.display()
     );
     let bin = prism_bin();

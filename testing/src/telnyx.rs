@@ -5,6 +5,12 @@
 use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey};
 
+/// The project's copy of Telnyx's contract (`scripts/telnyx-contract.py` extracts it from
+/// `../shared/telnyx/`): what the contract tests and the local cluster's Telnyx mock serve.
+pub fn contract_spec() -> std::path::PathBuf {
+    crate::repo_root().join("telephony-pod/tests/telnyx/telnyx.openapi.yml")
+}
+
 /// Signs webhooks with a key of its own.
 pub struct Signer {
     key: SigningKey,
