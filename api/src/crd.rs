@@ -284,6 +284,10 @@ pub struct TelephonyServiceStatus {
     /// the readiness service's answer lists their calls.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub draining_replicas: i32,
+    /// Live calls those workers still hold, as they last answered (the operator asks a draining
+    /// worker every 2 s; 0 where it can't be asked).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draining_calls: i32,
     /// `ready/desired`, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,

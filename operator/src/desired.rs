@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -29,6 +29,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "DIALTONE_SERVICE",
     "DRAIN_TIMEOUT_SECONDS",
     "TELNYX_PUBLIC_KEY",
+    "POD_IP",
 ];
 /// Pod labels the operator sets (users may not override them).
 pub const OPERATOR_LABELS: &[&str] =
@@ -219,6 +220,15 @@ fn env(tsvc: &TelephonyService) -> Vec<EnvVar> {
         plain("HEARTBEAT_MILLIS", spec.health.heartbeat_millis.to_string()),
         plain("DIALTONE_SERVICE", format!("{}/{}", tsvc.namespace().unwrap_or_default(), tsvc.name_any())),
         plain("DRAIN_TIMEOUT_SECONDS", spec.drain.timeout_seconds.to_string()),
+        // Where the other workers hand this one the webhooks of the calls it placed.
+        EnvVar {
+            name: "POD_IP".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector { field_path: "status.podIP".into(), api_version: None }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     ];
     if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
         env.push(from_secret("TELNYX_PUBLIC_KEY", key));

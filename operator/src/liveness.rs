@@ -52,6 +52,8 @@ pub struct PodObservation {
     pub ip: Option<String>,
     /// Why a running worker is not Ready, in its own words (filled by `worker_readiness`).
     pub not_ready_reason: Option<String>,
+    /// A draining worker's live calls, as it counts them (filled by `worker_readiness`).
+    pub active_calls: Option<u32>,
 }
 
 impl PodObservation {
@@ -98,6 +100,7 @@ impl PodObservation {
             waiting,
             ip,
             not_ready_reason: None,
+            active_calls: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! Why a worker is not Ready, in its own words. The kubelet records only "Readiness probe failed:
 //! HTTP probe failed with statuscode: 503" (1.20 drops the body), so the operator asks a running
 //! but not-Ready worker's `/readyz` itself, and the answer (e.g. "Telnyx check failed: …") goes into
-//! the status message and so the readiness answer. A question that fails is just no answer.
+//! the status message and so the readiness answer. A draining worker (its pod being deleted) is
+//! asked too: its 503 says how many live calls it still holds (`activeCalls`), for the status'
+//! `drainingCalls`. A question that fails is just no answer.
 
 use std::time::Duration;
 
@@ -17,19 +19,33 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest reason kept (status and Events stay small).
 const MAX_REASON: usize = 200;
 
-/// Fills `not_ready_reason` of the running, not-Ready pods (asked concurrently).
+/// What a not-Ready worker says of itself.
+#[derive(Debug, Default, PartialEq)]
+pub struct Answer {
+    pub reason: Option<String>,
+    /// Live calls, as a draining worker counts them.
+    pub active_calls: Option<u32>,
+}
+
+/// Fills `not_ready_reason` of the running, not-Ready pods and `active_calls` of the draining ones
+/// (asked concurrently).
 pub async fn explain(pods: &mut [PodObservation], port: i32) {
     let asks = pods.iter().map(|p| async move {
-        let ip = p.ip.as_deref().filter(|_| p.running && !p.ready && !p.deleting)?;
+        let ip = p.ip.as_deref().filter(|_| p.running && (p.deleting || !p.ready))?;
         ask(ip, u16::try_from(port).ok()?).await
     });
-    let reasons = futures::future::join_all(asks).await;
-    for (pod, reason) in pods.iter_mut().zip(reasons) {
-        pod.not_ready_reason = reason;
+    let answers = futures::future::join_all(asks).await;
+    for (pod, answer) in pods.iter_mut().zip(answers) {
+        let answer = answer.unwrap_or_default();
+        if pod.deleting {
+            pod.active_calls = answer.active_calls;
+        } else {
+            pod.not_ready_reason = answer.reason;
+        }
     }
 }
 
-async fn ask(ip: &str, port: u16) -> Option<String> {
+async fn ask(ip: &str, port: u16) -> Option<Answer> {
     let question = async {
         let stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
@@ -39,20 +55,20 @@ async fn ask(ip: &str, port: u16) -> Option<String> {
         let not_ready = response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE;
         let body = Limited::new(response.into_body(), 4096).collect().await.ok()?.to_bytes();
         connection.abort();
-        if not_ready {
-            reason(&body)
-        } else {
-            None
-        }
+        not_ready.then(|| read(&body))
     };
     tokio::time::timeout(TIMEOUT, question).await.ok().flatten()
 }
 
-/// The reason in a worker's 503 body: `{"error": {"message": …}}`, cut to [`MAX_REASON`].
-pub fn reason(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let message = v["error"]["message"].as_str()?.trim();
-    (!message.is_empty()).then(|| message.chars().take(MAX_REASON).collect())
+/// A worker's 503 body: `{"error": {"message": …}, "activeCalls"?: n}`, the reason cut to
+/// [`MAX_REASON`].
+pub fn read(body: &[u8]) -> Answer {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Answer::default() };
+    let message = v["error"]["message"].as_str().map(str::trim).unwrap_or_default();
+    Answer {
+        reason: (!message.is_empty()).then(|| message.chars().take(MAX_REASON).collect()),
+        active_calls: v["activeCalls"].as_u64().and_then(|n| u32::try_from(n).ok()),
+    }
 }
 
 #[cfg(test)]
@@ -61,12 +77,22 @@ mod tests {
 
     #[test]
     fn the_reason_is_the_workers_error_message() {
+        let reason = |body: &[u8]| read(body).reason;
         let body = br#"{"error":{"code":"not_ready","message":"Telnyx check failed: Telnyx unreachable"}}"#;
         assert_eq!(reason(body).as_deref(), Some("Telnyx check failed: Telnyx unreachable"));
         let long = format!(r#"{{"error":{{"message":"{}"}}}}"#, "x".repeat(500));
         assert_eq!(reason(long.as_bytes()).map(|r| r.len()), Some(200));
         for bad in [&b"ok"[..], b"{}", br#"{"error":{"message":"  "}}"#, b"\xff"] {
-            assert_eq!(reason(bad), None);
+            assert_eq!(read(bad), Answer::default());
+        }
+    }
+
+    #[test]
+    fn a_draining_worker_counts_its_live_calls() {
+        let body = br#"{"error":{"code":"draining","message":"draining: 2 live calls"},"activeCalls":2}"#;
+        assert_eq!(read(body).active_calls, Some(2));
+        for odd in [&br#"{"activeCalls":-1}"#[..], br#"{"activeCalls":"2"}"#, br#"{"activeCalls":1e20}"#] {
+            assert_eq!(read(odd).active_calls, None);
         }
     }
 

@@ -13,7 +13,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use telephony_operator::crd::{Phase, TelephonyService};
-use testing::telnyx::{call_event, Signer};
+use testing::telnyx::{call_event, owned_by, Signer};
 use testing::{sse, wait_until, TestNamespace};
 
 /// The operator, a readiness service, and `calls` with webhooks on and the given drain and pool.
@@ -134,6 +134,11 @@ async fn a_live_call_outlasts_a_rollout_restart_while_new_calls_go_to_the_new_wo
     })
     .await;
     assert_eq!(body["healthy"], true, "the new worker serves: {body}");
+    // So does `kubectl get tsvc -o yaml`: the operator asked the draining worker.
+    wait_status(&s.ns, "calls", 10, "drainingCalls 1", |st| {
+        st.draining_replicas == 1 && st.draining_calls == 1
+    })
+    .await;
 
     // New calls through the Service are placed by the new worker. Until kube-proxy has dropped the
     // old pod from the Service (a second or two), a dial may still reach it: it answers 503
@@ -181,6 +186,7 @@ async fn a_live_call_outlasts_a_rollout_restart_while_new_calls_go_to_the_new_wo
     assert_eq!(event, "call.ended", "{data}");
     assert!(data.contains(r#""hangupCause":"normal_clearing""#), "{data}");
     s.exited(&old, 30).await;
+    wait_status(&s.ns, "calls", 15, "no draining calls", |st| st.draining_calls == 0).await;
     let t = s.ns.api::<TelephonyService>().get("calls").await.expect("get");
     let status = t.status.expect("status");
     assert_eq!(status.restart_budget.map(|b| b.used), Some(0), "a drain is not a failure");
@@ -251,6 +257,62 @@ async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_th
         out.err().filter(|e| e.contains("NotFound")).map(|_| ())
     })
     .await;
+    s.ns.delete().await;
+}
+
+/// With two workers, Telnyx's webhooks reach either one. The hangup of a draining worker's call,
+/// delivered to the other worker, is handed to the one that placed the call (its address rides in
+/// the call's `client_state`), so that drain ends with the call, not at its 60 s timeout.
+#[tokio::test]
+async fn a_hangup_that_lands_on_another_worker_ends_the_drain_of_the_worker_that_placed_the_call() {
+    let s = Scene::new("drain-owner", 2, 60).await;
+    let workers = s.workers().await;
+    let ((owner, owner_url), (_, other_url)) = (&workers[0], &workers[1]);
+    let id = s.live_call(owner_url).await;
+    let mut events = sse::follow(&format!("{owner_url}/v1/events"), None).await;
+    s.ns.api::<Pod>().delete(owner, &Default::default()).await.expect("delete the owner's pod");
+    wait_until(Duration::from_secs(10), "the owner told to stop", || async {
+        s.deleting(owner).await.then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.call_state(owner_url, &id).await.as_deref(), Some("answered"), "draining with its call");
+
+    let started = std::time::Instant::now();
+    let owner_addr = owner_url.trim_start_matches("http://");
+    let extra = json!({ "hangup_cause": "normal_clearing", "hangup_source": "callee",
+                        "client_state": owned_by(owner_addr, "app-state") });
+    let hangup = call_event("hangup-elsewhere", "call.hangup", &id, extra);
+    let (code, answer) = s.signer.deliver(other_url, &hangup).await;
+    assert_eq!((code, answer["result"].as_str()), (200, Some("forwarded")), "{answer}");
+    let (event, _, data) = sse::next(&mut events, Duration::from_secs(5), "call.ended").await;
+    assert_eq!(event, "call.ended", "{data}");
+    let data: Value = serde_json::from_str(&data).expect("JSON");
+    assert_eq!(
+        (data["call"]["hangupCause"].as_str(), data["call"]["hangupSource"].as_str()),
+        (Some("normal_clearing"), Some("callee")),
+        "the owner applied Telnyx's hangup"
+    );
+    s.exited(owner, 20).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "the drain ended with its call ({took:?}), not at its 60 s timeout"
+    );
+    assert_eq!(
+        testing::get(&format!("{other_url}/v1/calls/{id}")).await.map(|r| r.0),
+        Some(404),
+        "the worker it landed on keeps no record of a call it didn't place"
+    );
+    // A forged copy is refused before any forwarding.
+    let mut forged = testing::http()
+        .post(format!("{other_url}/v1/webhooks/telnyx"))
+        .header("content-type", "application/json")
+        .body(hangup.replace("hangup-elsewhere", "forged"));
+    for (k, v) in s.signer.headers(testing::telnyx::now(), &hangup) {
+        forged = forged.header(k, v);
+    }
+    assert_eq!(forged.send().await.expect("deliver").status().as_u16(), 401);
     s.ns.delete().await;
 }
 

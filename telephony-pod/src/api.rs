@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
@@ -180,7 +179,7 @@ async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result
         e.retry_after = Some(1);
         return Err(e);
     }
-    let client_state = req.client_state.as_ref().map(|c| base64::engine::general_purpose::STANDARD.encode(c));
+    let client_state = webhook::owner::client_state(s.config.advertise, req.client_state.as_deref());
     let call = s
         .telnyx
         .dial(&Dial {
@@ -219,6 +218,15 @@ async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
+    if s.readiness.is_shutting_down() {
+        // The operator reads `activeCalls` into the status (`drainingCalls`).
+        let calls = s.calls.active_calls();
+        let body = serde_json::json!({
+            "error": { "code": "draining", "message": format!("draining: {calls} live calls") },
+            "activeCalls": calls,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     match s.readiness.problem() {
         None => (StatusCode::OK, "ok\n").into_response(),
         Some(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why).into_response(),

@@ -38,6 +38,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Telnyx's public key for webhook signatures; webhooks are off without it.
     pub webhook_key: Option<PublicKey>,
+    /// Where other workers reach this one (`POD_IP` and `port`): put on each dial so a webhook for
+    /// the call that lands on another worker is handed here (`webhook::owner`).
+    pub advertise: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -81,11 +84,22 @@ impl Config {
         };
         let secs = Duration::from_secs;
         let ms = Duration::from_millis;
+        let port = u16::try_from(number("PORT", 8080, 1, 65535)?).unwrap_or(8080);
+        let advertise = match get("POD_IP").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(std::net::SocketAddr::new(
+                v.trim().parse().map_err(|_| ConfigError {
+                    var: "POD_IP",
+                    reason: format!("must be an IP address, got {v:?}"),
+                })?,
+                port,
+            )),
+        };
         Ok(Config {
             api_key,
             connection_id,
             base_url,
-            port: u16::try_from(number("PORT", 8080, 1, 65535)?).unwrap_or(8080),
+            port,
             health_period: secs(number("HEALTH_PERIOD_SECONDS", 30, 1, 3600)?),
             heartbeat_period: ms(number("HEARTBEAT_MILLIS", 100, 50, 5000)?),
             credential_ttl: secs(number("CREDENTIAL_TTL_SECONDS", 86_400, 60, 30 * 86_400)?),
@@ -98,6 +112,7 @@ impl Config {
             shutdown_grace: secs(number("SHUTDOWN_GRACE_SECONDS", 10, 0, 300)?),
             drain_timeout: secs(number("DRAIN_TIMEOUT_SECONDS", 30, 0, 3600)?),
             webhook_key,
+            advertise,
         })
     }
 
@@ -136,6 +151,20 @@ mod tests {
         assert_eq!(c.tag(), "dialtone:default/telephony");
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert!(c.webhook_key.is_none());
+        assert_eq!(c.advertise, None);
+    }
+
+    #[test]
+    fn the_pod_ip_and_port_are_where_peers_reach_the_worker() {
+        let mut with_ip = MINIMAL.to_vec();
+        with_ip.extend([("POD_IP", "10.244.0.9"), ("PORT", "9000")]);
+        assert_eq!(
+            Config::from_lookup(env(&with_ip)).unwrap().advertise,
+            Some("10.244.0.9:9000".parse().unwrap())
+        );
+        let mut bad = MINIMAL.to_vec();
+        bad.push(("POD_IP", "pod-a"));
+        assert_eq!(Config::from_lookup(env(&bad)).unwrap_err().var, "POD_IP");
     }
 
     #[test]

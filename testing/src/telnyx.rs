@@ -62,6 +62,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
+/// The `client_state` Telnyx echoes for a call the worker at `owner` (`ip:port`) placed, written
+/// here from the worker's documented format (README, Webhooks), not from its code:
+/// `base64("dialtone <ip>:<port>\n" + the app's state)`.
+pub fn owned_by(owner: &str, app_state: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("dialtone {owner}\n{app_state}"))
+}
+
 /// A call event shaped as Telnyx's `Call*Event` schemas (`data.payload` per event type), with
 /// `extra` payload fields.
 pub fn call_event(id: &str, event_type: &str, call_control_id: &str, extra: serde_json::Value) -> String {

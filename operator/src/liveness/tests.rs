@@ -21,6 +21,7 @@ fn healthy(name: &str) -> PodObservation {
         last_words: None,
         ip: None,
         not_ready_reason: None,
+        active_calls: None,
         waiting: None,
     }
 }

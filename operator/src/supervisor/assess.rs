@@ -18,6 +18,8 @@ pub struct Assessment {
     pub ready: i32,
     /// Workers being deleted: draining their calls.
     pub draining: i32,
+    /// The live calls those workers hold, as they answered.
+    pub draining_calls: i32,
     pub all_ready: bool,
     /// The circuit is open: too many failures, workers at 0.
     pub open: bool,
@@ -103,6 +105,7 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
     Assessment {
         ready,
         draining: i32::try_from(obs.pods.len() - live.len()).unwrap_or(i32::MAX),
+        draining_calls: draining_calls(&obs.pods),
         all_ready,
         open,
         was_open: prev.history.circuit_open,
@@ -115,7 +118,7 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         hung,
         not_ready: live.iter().find_map(|p| Some((p.name.clone(), p.not_ready_reason.clone()?))),
         phase,
-        requeue: requeue(step.requeue, &live, &policy, open, obs.now),
+        requeue: requeue(step.requeue, &obs.pods, &policy, open, obs.now),
         history,
         recorded: step.recorded,
         transitions: step.transitions,
@@ -124,16 +127,29 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
     }
 }
 
-/// When to look again without an event: the budget's clock, and pods that may time out.
+/// Live calls on the draining workers.
+fn draining_calls(pods: &[PodObservation]) -> i32 {
+    let calls: u32 = pods.iter().filter(|p| p.deleting).filter_map(|p| p.active_calls).sum();
+    i32::try_from(calls).unwrap_or(i32::MAX)
+}
+
+/// How often `drainingCalls` follows the calls down: no pod event marks a call's end.
+const DRAIN_FOLLOW: Duration = Duration::from_secs(2);
+
+/// When to look again without an event: the budget's clock, pods that may time out, and draining
+/// workers still holding calls.
 fn requeue(
     budget: Option<Duration>,
-    live: &[&PodObservation],
+    pods: &[PodObservation],
     policy: &Policy,
     open: bool,
     now: Timestamp,
 ) -> Duration {
     let mut requeue = budget.unwrap_or(RESYNC).min(RESYNC);
-    for p in live.iter().filter(|p| p.running && !p.ready && !open) {
+    if pods.iter().any(|p| p.deleting && p.active_calls.unwrap_or(0) > 0) {
+        requeue = requeue.min(DRAIN_FOLLOW);
+    }
+    for p in pods.iter().filter(|p| !p.deleting && p.running && !p.ready && !open) {
         if let Some(since) = p.not_ready_since {
             let deadline = since + jiff::SignedDuration::try_from(policy.startup_timeout).unwrap_or_default();
             let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);

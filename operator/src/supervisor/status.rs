@@ -31,6 +31,7 @@ pub fn build(
         replicas: a.desired_replicas,
         ready_replicas: a.ready,
         draining_replicas: a.draining,
+        draining_calls: a.draining_calls,
         ready: Some(format!("{}/{}", a.ready, a.desired_replicas)),
         restarts: Some(format!("{}/{}", a.used, a.policy.max_restarts)),
         message: Some(message),

@@ -20,6 +20,7 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
         last_words: None,
         ip: None,
         not_ready_reason: None,
+        active_calls: None,
         waiting: None,
     }
 }
@@ -345,4 +346,27 @@ fn workers_told_to_stop_are_draining_not_failures() {
     assert!(d.failures.is_empty());
     assert_eq!(d.status.phase, Phase::Ready);
     assert_eq!(sim.look(2, vec![pod("w-new", true, 0)]).status.draining_replicas, 0);
+}
+
+/// A draining worker's live calls are in the status, and the operator looks again soon enough to
+/// follow them down (no pod event marks a call's end); with none left it goes back to waiting.
+#[test]
+fn draining_workers_live_calls_are_counted_and_followed() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    let draining = |calls| {
+        let mut p = pod("w-old", true, 0);
+        p.deleting = true;
+        p.active_calls = calls;
+        p
+    };
+    let d = sim.look(1, vec![draining(Some(2)), pod("w-new", true, 0)]);
+    assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 2));
+    assert_eq!(d.requeue, Duration::from_secs(2));
+    let d = sim.look(2, vec![draining(Some(0)), pod("w-new", true, 0)]);
+    assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 0));
+    assert!(d.requeue > Duration::from_secs(2));
+    // Not asked, or no answer: counted as draining, its calls unknown (0), no hurry.
+    let d = sim.look(3, vec![draining(None), pod("w-new", true, 0)]);
+    assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 0));
 }

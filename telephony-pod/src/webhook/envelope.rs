@@ -62,6 +62,8 @@ pub struct Payload {
     pub hangup_cause: Option<String>,
     pub hangup_source: Option<String>,
     pub recording_urls: Vec<(String, String)>,
+    /// The worker that placed the call, from the `client_state` Telnyx echoes (see `owner`).
+    pub owner: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +94,7 @@ pub fn parse(body: &[u8]) -> Result<Envelope, Malformed> {
             hangup_cause: text(p, "hangup_cause"),
             hangup_source: text(p, "hangup_source"),
             recording_urls: urls(p.get("recording_urls")),
+            owner: p.get("client_state").and_then(Value::as_str).and_then(super::owner::owner),
         },
     })
 }

@@ -1,12 +1,16 @@
 //! `POST /v1/webhooks/telnyx`: Telnyx's call events, verified (`verify`: ed25519 over timestamp
 //! and raw body, 5 minutes' tolerance), read tolerantly (`envelope`), applied once per event id
-//! (`replay`), then recorded in the call store and streamed to the app.
+//! (`replay`), then recorded in the call store and streamed to the app. A webhook for a call
+//! another worker placed (`owner`) is handed to that worker (`forward`), so its drain learns of
+//! the hangup.
 //!
 //! Answers: 200 for every verified event, including unknown types and repeats (Telnyx retries on
 //! anything else, and a repeat must not reach the failover URL); 401 for a bad or stale
 //! signature; 400 for a verified body we can't read; 404 while no public key is configured.
 
 mod envelope;
+mod forward;
+pub mod owner;
 mod replay;
 mod verify;
 
@@ -48,6 +52,13 @@ pub async fn receive(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
             return refuse(&s, "malformed", StatusCode::BAD_REQUEST, "malformed_event", why.to_string())
         }
     };
+    if let Some(owner) = elsewhere(&s, &event, &headers) {
+        match forward::to_owner(owner, s.config.advertise.unwrap_or(owner), &headers, body.clone()).await {
+            Ok(()) => return answer(&s, &event, "forwarded"),
+            // The owner is gone (its calls with it) or refused: keep the event here.
+            Err(why) => tracing::warn!(id = %event.id, %owner, %why, "webhook not forwarded; applied here"),
+        }
+    }
     let first = s.seen.lock().map(|mut seen| seen.first_time(&event.id, now)).unwrap_or(true);
     let result = if !first {
         "duplicate"
@@ -56,6 +67,18 @@ pub async fn receive(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     } else {
         "unchanged"
     };
+    answer(&s, &event, result)
+}
+
+/// The worker to hand `event` to: its call's owner, when that is another worker and the event
+/// was not forwarded already. Only a worker that knows its own address forwards.
+fn elsewhere(s: &AppState, event: &Envelope, headers: &HeaderMap) -> Option<std::net::SocketAddr> {
+    let me = s.config.advertise?;
+    let owner = event.payload.owner.filter(|o| *o != me)?;
+    (!headers.contains_key(forward::FORWARDED_BY)).then_some(owner)
+}
+
+fn answer(s: &AppState, event: &Envelope, result: &'static str) -> Response {
     tracing::info!(event = %event.kind.label(), id = %event.id, call = event.payload.call_control_id.as_deref().unwrap_or("-"), result, "webhook");
     s.metrics
         .webhooks
