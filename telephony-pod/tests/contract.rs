@@ -79,7 +79,11 @@ async fn every_request_the_worker_sends_is_valid_against_telnyxs_spec() {
     );
 
     // Each Telnyx operation the worker uses, directly.
-    let cfg = config(&prism.base_url, &[("TELNYX_TIMEOUT_MS", "5000"), ("TELNYX_MAX_ATTEMPTS", "1")]);
+    // With its pod IP, the worker's dials carry its address in client_state (webhook::owner).
+    let cfg = config(
+        &prism.base_url,
+        &[("TELNYX_TIMEOUT_MS", "5000"), ("TELNYX_MAX_ATTEMPTS", "1"), ("POD_IP", "10.244.0.7")],
+    );
     let telnyx = Arc::new(Telnyx::new(&cfg, Metrics::default()).expect("client"));
     let tag = cfg.tag();
     let created = telnyx
