@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Dialtone's main job, end to end, printed as it happens, with real pods and real faults:
 #   helm install → Pending/Progressing → Ready → kill -9 of a worker process (recorded, recovered)
-#   → a bad setting makes the worker crash-loop until the restart budget is exhausted (Failed,
-#   workers at 0, readiness 503) → the setting is fixed → Ready again.
+#   → a bad setting rolls out: the new worker crash-loops until the restart budget is exhausted,
+#   and the rollout is rolled back while the old workers keep serving (Degraded, readiness 200)
+#   → the same setting on a service with nothing to fall back on opens the circuit (Failed,
+#   workers at 0, readiness 503) → the settings are fixed → Ready again.
 #
 #   scripts/demo.sh          on the local cluster with its real node (built on first use)
 #   scripts/demo.sh app      then: the example Next.js app (examples/nextjs-app) on the demo's
@@ -85,7 +87,9 @@ EOF
   exit 0
 fi
 
-# follow PHASE RESTARTS SECONDS: prints the TelephonyService (kubectl get tsvc) and the readiness
+# The TelephonyService that follow, answer and worker_pods look at.
+SVC=calls
+# follow PHASE RESTARTS SECONDS: prints the TelephonyService $SVC (kubectl get tsvc) and the readiness
 # answer whenever either changes, until the phase is PHASE (and the restarts column RESTARTS, if
 # given). The TelephonyService is watched, not polled, so short-lived states (Pending) show too.
 FOLLOWS=0
@@ -96,7 +100,7 @@ follow() {
   FOLLOWS=$((FOLLOWS + 1))
   local changes="$LOGS/demo-watch-$FOLLOWS.txt"
   : >"$changes"
-  kubectl get tsvc -n "$NS" --field-selector metadata.name=calls --watch --no-headers \
+  kubectl get tsvc -n "$NS" --field-selector metadata.name="$SVC" --watch --no-headers \
     -o custom-columns="$COLUMNS_TSVC" >>"$changes" 2>/dev/null &
   local watcher=$!
   while [ $SECONDS -lt $deadline ]; do
@@ -107,7 +111,7 @@ follow() {
     # The readiness answer is read now: it goes with the latest state; earlier states seen in the
     # same look keep the answer read before them.
     before=$code
-    code=$(curl -s -o /dev/null -w '%{http_code}' "$READINESS/v1/status/$NS/calls" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$READINESS/v1/status/$NS/$SVC" || true)
     for i in "${!lines[@]}"; do
       line=$(tr -s ' ' <<<"${lines[$i]}")
       local shown=$code
@@ -125,12 +129,12 @@ follow() {
     sleep 0.2
   done
   kill "$watcher" 2>/dev/null || true
-  die "calls did not reach $want $restarts within ${secs}s (logs: $LOGS/demo-operator.log)"
+  die "$SVC did not reach $want $restarts within ${secs}s (logs: $LOGS/demo-operator.log)"
 }
 
 answer() {
-  printf '  GET %s/v1/status/%s/calls → ' "$READINESS" "$NS"
-  curl -s -w '  (HTTP %{http_code})\n' "$READINESS/v1/status/$NS/calls"
+  printf '  GET %s/v1/status/%s/%s → ' "$READINESS" "$NS" "$SVC"
+  curl -s -w '  (HTTP %{http_code})\n' "$READINESS/v1/status/$NS/$SVC"
 }
 
 # readiness_up WHAT: waits for the readiness service at $READINESS (WHAT names what serves it).
@@ -148,7 +152,16 @@ namespace() {
   kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 }
 
-worker_pods() { kubectl get pods -n "$NS" -l dialtone.dev/service=calls -o name --field-selector=status.phase=Running; }
+worker_pods() { kubectl get pods -n "$NS" -l dialtone.dev/service="$SVC" -o name --field-selector=status.phase=Running; }
+# status FIELD...: jsonpath fields of $SVC's status.
+status() { kubectl get tsvc "$SVC" -n "$NS" -o jsonpath="$*"; }
+# events: the last Events of $SVC.
+events() {
+  echo "  events:"
+  kubectl get events -n "$NS" --field-selector involvedObject.kind=TelephonyService,involvedObject.name="$SVC" \
+    --sort-by=.metadata.creationTimestamp -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message --no-headers \
+    | tail -"$1" | cut -c1-220 | sed 's/^/    /'
+}
 
 if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
   # A cluster of yours: the chart with your images; the demo shows install → Ready → the
@@ -201,7 +214,7 @@ echo "  readiness service: $READINESS (kubectl port-forward, through the kubelet
 
 say "kubectl apply -f examples/ -n $NS   (a Secret and the TelephonyService calls, 2 workers)"
 namespace "$NS"
-kubectl delete tsvc calls -n "$NS" --ignore-not-found --wait >/dev/null
+kubectl delete tsvc calls broken -n "$NS" --ignore-not-found --wait >/dev/null
 # The example calls api.telnyx.com, which this machine can't reach: point it at the local mock.
 kubectl apply -f examples/telnyx-secret.yaml -n "$NS" >/dev/null
 sed "s|connectionId: .*|connectionId: \"1234567890\"\n    baseUrl: http://10.244.0.1:4010/v2   # the local Telnyx mock|" \
@@ -226,25 +239,40 @@ follow Ready 1/3 60
 echo "  last failure: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.lastFailure.reason}: {.status.lastFailure.message}')"
 echo "  restart budget: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.restartBudget.used}/{.status.restartBudget.max} used, window {.status.restartBudget.windowSeconds}s')"
 
-say "A bad setting (TELNYX_TIMEOUT_MS=soon): the new worker exits at start, again and again"
+say "A bad setting rolls out (TELNYX_TIMEOUT_MS=soon): the new worker exits at start, again and again"
+before=$(worker_pods | tr '\n' ' ')
 kubectl patch tsvc calls -n "$NS" --type merge \
   -p '{"spec":{"pod":{"env":[{"name":"TELNYX_TIMEOUT_MS","value":"soon"}]}}}' >/dev/null
-follow Failed "" 240
-echo "  last failure: $(kubectl get tsvc calls -n "$NS" -o jsonpath='{.status.lastFailure.reason}: {.status.lastFailure.message}')"
-echo "  worker Deployment: $(kubectl get deploy calls-worker -n "$NS" -o jsonpath='{.spec.replicas} replicas')"
+# The budget runs out while the old workers serve: rolled back (Degraded, a fresh budget), not Failed.
+follow Degraded 0/3 240
+echo "  rolled back: $(status '{.status.rolledBack.message}')"
+for _ in $(seq 1 150); do [ "$(worker_pods | tr '\n' ' ')" = "$before" ] && break; sleep 0.2; done
+echo "  workers: $(worker_pods | tr '\n' ' ')(before: $before)"
+answer
+events 3
+
+say "The same setting where nothing can serve instead: a new service, broken (TELNYX_TIMEOUT_MS=soon, 1 failure allowed)"
+SVC=broken
+sed -e 's/name: calls/name: broken/' -e 's/maxRestarts: 3 /maxRestarts: 1 /' \
+  -e "s|^  replicas: 2|  replicas: 1\n  pod:\n    env: [{ name: TELNYX_TIMEOUT_MS, value: soon }]|" \
+  -e "s|connectionId: .*|connectionId: \"1234567890\"\n    baseUrl: http://10.244.0.1:4010/v2|" \
+  examples/telephonyservice.yaml | kubectl apply -n "$NS" -f - >/dev/null
+follow Failed "" 120
+echo "  last failure: $(status '{.status.lastFailure.reason}: {.status.lastFailure.message}')"
+echo "  worker Deployment: $(kubectl get deploy broken-worker -n "$NS" -o jsonpath='{.spec.replicas} replicas')"
 workers_on_node() {
   ctr --address "$DIR/run/containerd.sock" -n k8s.io containers ls -q \
-    "labels.\"io.kubernetes.pod.namespace\"==$NS,labels.\"io.kubernetes.container.name\"==worker" | wc -l
+    "labels.\"io.kubernetes.pod.namespace\"==$NS,labels.\"io.kubernetes.pod.name\"~=^broken-" | wc -l
 }
 for _ in $(seq 1 150); do [ "$(workers_on_node)" = 0 ] && break; sleep 0.2; done
-echo "  worker containers left on the node (ctr containers ls): $(workers_on_node)"
+echo "  broken's worker containers left on the node (ctr containers ls): $(workers_on_node)"
 answer
-echo "  events:"
-kubectl get events -n "$NS" --field-selector involvedObject.kind=TelephonyService,involvedObject.name=calls \
-  --sort-by=.metadata.creationTimestamp -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message --no-headers \
-  | tail -5 | sed 's/^/    /'
+events 4
 
-say "A human fixes the setting (kubectl patch: the env var removed); the new spec starts afresh"
+say "A human fixes the settings (kubectl patch: the env var removed); each new spec starts afresh"
+kubectl patch tsvc broken -n "$NS" --type merge -p '{"spec":{"pod":{"env":[]}}}' >/dev/null
+follow Ready 0/1 120
+SVC=calls
 kubectl patch tsvc calls -n "$NS" --type merge -p '{"spec":{"pod":{"env":[]}}}' >/dev/null
 follow Ready 0/3 120
 answer

@@ -304,6 +304,11 @@ pub struct TelephonyServiceStatus {
     pub backoff: Option<BackoffStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
+    /// Set when a rollout of this generation exhausted the restart budget while the previous
+    /// workers still served: the Deployment went back to those workers instead of to 0. Cleared by
+    /// a new spec generation or the reset annotation, each of which tries the spec again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RolledBack>,
     /// In-cluster URL of the worker Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -331,6 +336,19 @@ pub struct BackoffStatus {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Time>,
+}
+
+/// A rollout undone by the restart budget.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    /// The spec generation whose workers failed (its template is not applied again).
+    pub generation: i64,
+    /// The workers kept: their ReplicaSet's `pod-template-hash`.
+    pub pod_template_hash: String,
+    /// What failed, and what serves instead.
+    pub message: String,
+    pub at: Time,
 }
 
 /// One failure of a worker pod.

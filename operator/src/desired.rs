@@ -289,6 +289,28 @@ pub fn service(tsvc: &TelephonyService) -> Service {
     service
 }
 
+/// The Deployment rolled back to `template` (an older ReplicaSet's, as `kubectl rollout undo`
+/// takes it): the Deployment controller finds that ReplicaSet by its template and scales it
+/// back, and the failing one to 0. The applied hash names the rollback, so the next spec
+/// generation is applied over it.
+pub fn rolled_back(
+    tsvc: &TelephonyService,
+    replicas: i32,
+    mut template: PodTemplateSpec,
+    hash: &str,
+) -> Deployment {
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(crate::liveness::TEMPLATE_LABEL);
+    }
+    let mut d = deployment(tsvc, replicas);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = template;
+    }
+    let annotations = d.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(APPLIED_HASH.into(), format!("rolled-back-to-{hash}"));
+    d
+}
+
 /// Records a hash of the object's content in an annotation, so the controller can skip applying
 /// what is already there.
 fn stamp<K: Resource + serde::Serialize>(obj: &mut K) {

@@ -18,6 +18,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod reference;
 pub mod restart_budget;
+pub mod rollback;
 pub mod slim;
 pub mod status_cache;
 pub mod supervisor;

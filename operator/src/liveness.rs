@@ -54,6 +54,8 @@ pub struct PodObservation {
     pub not_ready_reason: Option<String>,
     /// A draining worker's live calls, as it counts them (filled by `worker_readiness`).
     pub active_calls: Option<u32>,
+    /// Its ReplicaSet's `pod-template-hash`: which rollout it belongs to (see `rollback`).
+    pub template: Option<String>,
 }
 
 impl PodObservation {
@@ -101,6 +103,7 @@ impl PodObservation {
             ip,
             not_ready_reason: None,
             active_calls: None,
+            template: metadata.labels.as_ref().and_then(|l| l.get(TEMPLATE_LABEL)).cloned(),
         }
     }
 
@@ -108,6 +111,9 @@ impl PodObservation {
         self.waiting.as_ref().filter(|(r, m)| STUCK_REASONS.contains(&r.as_str()) && !kubelet_hiccup(m))
     }
 }
+
+/// The label a Deployment puts on its pods: the hash of their template.
+pub const TEMPLATE_LABEL: &str = "pod-template-hash";
 
 /// Longest excerpt of a termination message kept in a failure (status and Events stay small).
 const LAST_WORDS_MAX: usize = 200;

@@ -216,6 +216,12 @@ pub fn resets_at(policy: &Policy, h: &History) -> Option<Timestamp> {
     h.failures.first().map(|f| expiry(policy, f))
 }
 
+/// Forgets the failures, the backoff and the circuit, keeping the generation and reset token: a
+/// rolled-back service's kept workers start with the whole budget.
+pub fn forgive(h: &mut History) {
+    clear(h);
+}
+
 fn clear(h: &mut History) {
     h.failures.clear();
     h.backoff_attempt = 0;

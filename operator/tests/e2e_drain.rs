@@ -2,6 +2,7 @@
 //! takes no new calls at once, keeps its live call until it ends, and ends one that outlives the
 //! drain with the cause `drain_timeout`. The calls are placed through the worker against the Telnyx
 //! mock; their story arrives as webhooks signed with a key made in the test, as Telnyx sends them.
+//! A bad rollout is undone without touching the workers that serve, or their calls.
 
 mod common;
 
@@ -89,15 +90,22 @@ impl Scene {
     /// during its pod's termination, and the pod then stays until its grace period ends.
     async fn exited(&self, pod: &str, secs: u64) {
         let pods = self.ns.api::<Pod>();
-        wait_until(Duration::from_secs(secs), &format!("{pod}'s worker exited"), || async {
-            let Some(p) = pods.get_opt(pod).await.ok()? else { return Some(()) };
-            let c = p.status?.container_statuses?.into_iter().next()?;
-            let done = |s: Option<k8s_openapi::api::core::v1::ContainerState>| {
-                s.and_then(|s| s.terminated).is_some_and(|t| t.exit_code == 0)
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        while std::time::Instant::now() < deadline {
+            let Ok(Some(p)) = pods.get_opt(pod).await else { return };
+            let c = p.status.and_then(|s| s.container_statuses?.into_iter().next());
+            let done = |s: &Option<k8s_openapi::api::core::v1::ContainerState>| {
+                s.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
             };
-            (done(c.state) || done(c.last_state)).then_some(())
-        })
-        .await;
+            if c.as_ref().is_some_and(|c| done(&c.state) || done(&c.last_state)) {
+                return;
+            }
+            last = c;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = testing::tool("kubectl", &["-n", &self.ns.name, "logs", pod, "--tail", "15"], None);
+        panic!("{pod}'s worker did not exit within {secs}s; its container: {last:?}; its log: {log:?}");
     }
 
     async fn deleting(&self, pod: &str) -> bool {
@@ -313,6 +321,74 @@ async fn a_hangup_that_lands_on_another_worker_ends_the_drain_of_the_worker_that
         forged = forged.header(k, v);
     }
     assert_eq!(forged.send().await.expect("deliver").status().as_u16(), 401);
+    s.ns.delete().await;
+}
+
+/// A spec change whose workers crash (a real configuration error: the worker exits 2) uses up the
+/// budget while the previous workers still serve. The Deployment goes back to those workers
+/// instead of to 0: their live call goes on, the app is still served (degraded), and the status
+/// and an Event say what happened. A fixed spec then rolls out.
+#[tokio::test]
+async fn a_rollout_that_exhausts_the_budget_is_rolled_back_and_the_serving_workers_keep_their_calls() {
+    let s = Scene::new("rollback", 2, 30).await;
+    let workers = s.workers().await;
+    let (pod, url) = &workers[0];
+    let call = s.live_call(url).await;
+    let tsvcs = s.ns.api::<TelephonyService>();
+    let bad = json!({ "spec": {
+        "restartBudget": { "maxRestarts": 1 },
+        "pod": { "env": [{ "name": "SWEEP_PERIOD_SECONDS", "value": "0" }] },
+    }});
+    tsvcs.patch("calls", &PatchParams::default(), &Patch::Merge(&bad)).await.expect("a bad spec");
+
+    let t = wait_status(&s.ns, "calls", 120, "rolled back", |st| st.rolled_back.is_some()).await;
+    let status = t.status.expect("status");
+    let rb = status.rolled_back.clone().expect("rolledBack");
+    assert_eq!(rb.generation, t.metadata.generation.expect("generation"));
+    assert!(rb.message.contains("SWEEP_PERIOD_SECONDS"), "the worker's own words: {}", rb.message);
+    assert_eq!((status.phase, status.replicas), (Phase::Degraded, 2), "{status:?}");
+    let event = wait_events(&s.ns, "RolledBack").await;
+    assert_eq!(event[0].type_.as_deref(), Some("Warning"));
+    assert!(events(&s.ns, "RestartBudgetExhausted").await.is_empty(), "the circuit did not open");
+
+    // The Deployment is back on the old template; only the two old workers remain, untouched.
+    let template = testing::kubectl(&[
+        "-n",
+        &s.ns.name,
+        "get",
+        "deployment",
+        "calls-worker",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+    ]);
+    assert!(!template.contains("SWEEP_PERIOD_SECONDS"), "{template}");
+    let old: Vec<String> = workers.iter().map(|(p, _)| p.clone()).collect();
+    wait_until(Duration::from_secs(60), "only the old workers", || async {
+        let now: Vec<String> = worker_pods(&s.ns, "calls").await.iter().map(|p| p.name_any()).collect();
+        (now.len() == 2 && now.iter().all(|p| old.contains(p))).then_some(())
+    })
+    .await;
+    for p in &old {
+        assert!(!s.deleting(p).await, "{p} was never told to stop");
+    }
+    assert_eq!(s.call_state(url, &call).await.as_deref(), Some("answered"), "the call on {pod} goes on");
+    let (code, body) = s.readiness.status(&s.ns.name, "calls").await.expect("readiness answer");
+    assert_eq!(
+        (code, body["healthy"].as_bool(), body["status"].as_str()),
+        (200, Some(true), Some("degraded")),
+        "{body}"
+    );
+
+    // A fixed spec (a new generation) rolls out; the call ends first, so the old worker's drain is short.
+    let hangup = call_event("hangup-rb", "call.hangup", &call, json!({ "hangup_cause": "normal_clearing" }));
+    assert_eq!(s.signer.deliver(url, &hangup).await.0, 200);
+    let fixed = json!({ "spec": { "pod": { "env": [] } } });
+    tsvcs.patch("calls", &PatchParams::default(), &Patch::Merge(&fixed)).await.expect("a fixed spec");
+    let t = wait_status(&s.ns, "calls", 180, "Ready on the fixed spec", |st| {
+        st.phase == Phase::Ready && st.rolled_back.is_none() && st.ready_replicas == 2
+    })
+    .await;
+    assert_eq!(t.status.and_then(|st| st.observed_generation), t.metadata.generation);
     s.ns.delete().await;
 }
 

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -51,6 +51,18 @@ pub(super) async fn act(
         disruption_budget(ctx, ns, &name, change).await
     };
     futures::try_join!(deployment, service, budget)?;
+    if let Some(template) = &decision.roll_back_to {
+        roll_back(ctx, tsvc, ns, template).await?;
+    }
+    if let Some(replicas) = decision.scale_workers {
+        let d = crate::desired::child_name(tsvc);
+        let scale = serde_json::json!({ "spec": { "replicas": replicas } });
+        Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+            .patch(&d, &PatchParams::default(), &Patch::Merge(&scale))
+            .await
+            .map_err(|source| Error::Apply { kind: "Deployment", name: d, source })?;
+        ctx.metrics.wrote("deployment");
+    }
     if tsvc.status.as_ref() != Some(&decision.status) {
         let patch = serde_json::json!({
             "apiVersion": TelephonyService::api_version(&()),
@@ -101,6 +113,32 @@ pub(super) async fn act(
         let (ctx, tsvc, events) = (ctx.clone(), tsvc.clone(), decision.events.clone());
         tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });
     }
+    Ok(())
+}
+
+/// `kubectl rollout undo` to the ReplicaSet whose pods carry `template` (its pod-template-hash).
+async fn roll_back(ctx: &Context, tsvc: &TelephonyService, ns: &str, template: &str) -> Result<(), Error> {
+    let name = crate::desired::child_name(tsvc);
+    let selector = format!("{}={template}", crate::liveness::TEMPLATE_LABEL);
+    let sets = Api::<ReplicaSet>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Apply { kind: "ReplicaSet", name: name.clone(), source })?;
+    let owned =
+        |r: &ReplicaSet| r.owner_references().iter().any(|o| o.kind == "Deployment" && o.name == name);
+    let Some(set) = sets.items.into_iter().find(owned) else {
+        return Err(Error::NoRollbackTarget { deployment: name, template: template.into() });
+    };
+    let Some(pod_template) = set.spec.and_then(|s| s.template) else {
+        return Err(Error::NoRollbackTarget { deployment: name, template: template.into() });
+    };
+    let d = crate::desired::rolled_back(tsvc, tsvc.spec.replicas, pod_template, template);
+    tracing::warn!(%ns, service = %tsvc.name_any(), %template, "rolling the worker Deployment back");
+    Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&d))
+        .await
+        .map_err(|source| Error::Apply { kind: "Deployment", name, source })?;
+    ctx.metrics.wrote("deployment");
     Ok(())
 }
 

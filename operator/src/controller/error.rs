@@ -12,6 +12,10 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("restart pod {pod}: {source}")]
     Restart { pod: String, source: kube::Error },
+    /// The workers to roll back to have no ReplicaSet (any more): retried, as the pods that
+    /// chose them are still there.
+    #[error("roll back: no ReplicaSet of {deployment} has pod-template-hash {template}")]
+    NoRollbackTarget { deployment: String, template: String },
 }
 
 /// One Warning Event per service and reason at most this often: the retries back off to 5 min
@@ -26,6 +30,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Status(_) => "status",
             Error::Restart { .. } => "restart",
+            Error::NoRollbackTarget { .. } => "rollback",
         }
     }
 
@@ -37,7 +42,7 @@ impl Error {
             Error::Apply { kind, name, source } => ("ApplyFailed", format!("apply {kind} {name}"), source),
             Error::Status(source) => ("StatusWriteFailed", "write the status".to_string(), source),
             Error::Restart { pod, source } => ("RestartFailed", format!("restart pod {pod}"), source),
-            Error::NoNamespace => return None,
+            Error::NoNamespace | Error::NoRollbackTarget { .. } => return None,
         };
         match source {
             kube::Error::Api(s) if s.code == 403 || s.code == 422 => Some((

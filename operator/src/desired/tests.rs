@@ -159,3 +159,25 @@ fn a_disruption_budget_only_for_more_than_one_worker() {
     let pdb = disruption_budget(&sample(), 2).unwrap();
     assert_eq!(pdb.metadata.owner_references.as_ref().unwrap()[0].kind, "TelephonyService");
 }
+
+#[test]
+fn a_rollback_takes_the_older_template_without_its_hash_label_and_marks_the_applied_hash() {
+    let tsvc = sample();
+    let mut older = deployment(&tsvc, 2).spec.unwrap().template;
+    older
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("pod-template-hash".into(), "aaa".into());
+    let image = "ghcr.io/example/worker:good";
+    older.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+    let d = rolled_back(&tsvc, 2, older, "aaa");
+    let template = d.spec.as_ref().unwrap().template.clone();
+    assert_eq!(template.spec.unwrap().containers[0].image.as_deref(), Some(image));
+    assert!(!template.metadata.unwrap().labels.unwrap().contains_key("pod-template-hash"));
+    assert_eq!(applied_hash(&d), Some("rolled-back-to-aaa"));
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
+}

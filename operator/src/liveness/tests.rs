@@ -22,6 +22,7 @@ fn healthy(name: &str) -> PodObservation {
         ip: None,
         not_ready_reason: None,
         active_calls: None,
+        template: None,
         waiting: None,
     }
 }

@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::{Child, Observed, RESYNC};
-use crate::crd::{Failure, History, Phase, TelephonyServiceStatus};
+use crate::crd::{Failure, History, Phase, RolledBack, TelephonyServiceStatus};
 use crate::liveness::{self, PodObservation};
 use crate::names::RESET_RESTART_BUDGET;
 use crate::restart_budget::{self, Policy, Transition};
+use crate::rollback;
 
 pub struct Assessment {
     pub policy: Policy,
@@ -44,6 +46,10 @@ pub struct Assessment {
     /// Pods the operator restarts.
     pub restart: Vec<String>,
     pub requeue: Duration,
+    /// This generation's rollout was undone: the kept template, and why.
+    pub rolled_back: Option<RolledBack>,
+    /// Undone in this look: roll the Deployment back to this template.
+    pub roll_back_now: Option<String>,
 }
 
 /// Ready workers, at most the desired number.
@@ -61,13 +67,20 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
 
     // Observe failures, then let the budget decide.
     let detection = liveness::detect(&obs.pods, &prev.history.pods, policy.startup_timeout, obs.now);
+    let reset_token = obs.tsvc.annotations().get(RESET_RESTART_BUDGET).map(String::as_str);
+    let reset_by_annotation = reset_token.is_some_and(|t| prev.history.reset_token.as_deref() != Some(t));
+    let kept = prev.rolled_back.clone().filter(|r| r.generation == generation && !reset_by_annotation);
+    let mut failures = detection.failures;
+    if let Some(k) = &kept {
+        failures.retain(|f| rollback::counts(&obs.pods, &f.pod, &k.pod_template_hash));
+    }
     let step = restart_budget::step(
         &policy,
         &prev.history,
         restart_budget::Input {
             generation,
-            reset_token: obs.tsvc.annotations().get(RESET_RESTART_BUDGET).map(String::as_str),
-            failures: detection.failures,
+            reset_token,
+            failures,
             hung: detection.hung.clone(),
             all_ready,
             now: obs.now,
@@ -76,6 +89,11 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
     );
     let mut history = step.history;
     history.pods = detection.records;
+    let mut transitions = step.transitions;
+    let (rolled_back, roll_back_now) = match kept {
+        Some(k) => (Some(k), None),
+        None => roll_back(obs, &policy, &mut history, &mut transitions, generation),
+    };
     let open = history.circuit_open;
     let desired_replicas = if open { 0 } else { spec.replicas };
     let stuck = live.iter().find_map(|p| p.waiting.clone().filter(|(r, _)| is_stuck(r)));
@@ -88,9 +106,9 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         Phase::Failed
     } else if spec.replicas == 0 {
         Phase::Pending
-    } else if all_ready {
+    } else if all_ready && rolled_back.is_none() {
         Phase::Ready
-    } else if used > 0 || stuck.is_some() || hung || was_serving {
+    } else if used > 0 || stuck.is_some() || hung || was_serving || rolled_back.is_some() {
         Phase::Degraded
     } else {
         // With or without a pod yet: one status from creation to Ready, not one more write
@@ -121,10 +139,37 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         requeue: requeue(step.requeue, &obs.pods, &policy, open, obs.now),
         history,
         recorded: step.recorded,
-        transitions: step.transitions,
+        transitions,
         restart: step.restart,
         policy,
+        rolled_back,
+        roll_back_now,
     }
+}
+
+/// When this look exhausted the budget and other workers still serve: undo the rollout instead
+/// of opening the circuit (see `rollback`). The budget starts afresh for the kept workers.
+fn roll_back(
+    obs: &Observed,
+    policy: &Policy,
+    history: &mut History,
+    transitions: &mut Vec<Transition>,
+    generation: i64,
+) -> (Option<RolledBack>, Option<String>) {
+    if !transitions.contains(&Transition::BudgetExhausted) {
+        return (None, None);
+    }
+    let Some(hash) = rollback::target(&obs.pods, &history.failures) else { return (None, None) };
+    let message = rollback::message(
+        generation,
+        history.failures.len(),
+        policy.window.as_secs(),
+        history.failures.last(),
+    );
+    restart_budget::forgive(history);
+    transitions.retain(|t| *t != Transition::BudgetExhausted);
+    let at = Time(liveness::truncate(obs.now));
+    (Some(RolledBack { generation, pod_template_hash: hash.clone(), message, at }), Some(hash))
 }
 
 /// Live calls on the draining workers.

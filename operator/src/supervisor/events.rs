@@ -25,6 +25,9 @@ pub fn choose(
     for f in &a.recorded {
         say(Severity::Warning, "PodRestarted", failure_text(f));
     }
+    if let (Some(_), Some(r)) = (&a.roll_back_now, &a.rolled_back) {
+        say(Severity::Warning, "RolledBack", r.message.clone());
+    }
     for t in &a.transitions {
         match t {
             Transition::BudgetExhausted => say(Severity::Warning, "RestartBudgetExhausted", message()),
@@ -46,6 +49,8 @@ pub fn choose(
     }
     match a.phase {
         _ if a.phase == prev.phase => {}
+        // `RolledBack` above says it, with why.
+        Phase::Degraded if a.roll_back_now.is_some() => {}
         Phase::Ready => say(Severity::Normal, "Ready", message()),
         Phase::Degraded => say(Severity::Warning, "Degraded", message()),
         _ => {}

@@ -87,6 +87,11 @@ pub struct Decision {
     pub disruption_budget: Option<BudgetChange>,
     /// Pods the operator restarts (deletes).
     pub restart_pods: Vec<String>,
+    /// Roll the Deployment back to the workers of this `pod-template-hash` (see `rollback`).
+    pub roll_back_to: Option<String>,
+    /// While rolled back, the Deployment's template is left alone: only its replicas change, when
+    /// the circuit opens or half-opens.
+    pub scale_workers: Option<i32>,
     pub status: TelephonyServiceStatus,
     pub events: Vec<Announcement>,
     /// Failures detected in this look (for metrics).
@@ -103,6 +108,8 @@ impl Decision {
             service: None,
             disruption_budget: None,
             restart_pods: vec![],
+            roll_back_to: None,
+            scale_workers: None,
             status,
             events,
             failures: vec![],
@@ -126,6 +133,12 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     let a = assess::assess(obs, &prev, generation);
     let (deployment, service) = children(obs, a.desired_replicas);
+    // Rolled back: applying this generation's template would bring back the workers that failed.
+    let deployment = deployment.filter(|_| a.rolled_back.is_none());
+    let circuit_moved =
+        a.transitions.iter().any(|t| matches!(t, Transition::BudgetExhausted | Transition::HalfOpen));
+    let scale_workers =
+        (a.rolled_back.is_some() && a.roll_back_now.is_none() && circuit_moved).then_some(a.desired_replicas);
     let disruption_budget = deployment.as_ref().and_then(|_| budget_change(obs, &prev, a.desired_replicas));
     let status = status::build(obs.tsvc, &a, &conditions, generation);
     let events = events::choose(obs, &prev, &a, &status, deployment.is_some());
@@ -134,6 +147,8 @@ pub fn decide(obs: &Observed) -> Decision {
         service,
         disruption_budget,
         restart_pods: a.restart,
+        roll_back_to: a.roll_back_now,
+        scale_workers,
         status,
         events,
         budget_exhausted: a.transitions.contains(&Transition::BudgetExhausted),

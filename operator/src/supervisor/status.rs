@@ -49,6 +49,7 @@ pub fn build(
         last_failure: a.last_failure.clone(),
         endpoint: Some(desired::endpoint(tsvc)),
         history: a.history.clone(),
+        rolled_back: a.rolled_back.clone(),
     }
 }
 
@@ -79,6 +80,9 @@ fn ready_reason(a: &Assessment, desired: i32) -> (String, String) {
 
 /// What keeps a worker from being Ready now says more than the last failure, which may be old.
 fn degraded_message(a: &Assessment, ready_message: &str) -> String {
+    if let Some(r) = &a.rolled_back {
+        return r.message.clone();
+    }
     match (&a.not_ready, &a.last_failure) {
         (None, Some(f)) => failure_text(f),
         _ => ready_message.to_string(),
@@ -96,7 +100,15 @@ fn budget_message(a: &Assessment) -> String {
 }
 
 fn progressing(c: &Conditions, a: &Assessment) -> Condition {
-    if a.rolling {
+    if a.rolled_back.is_some() {
+        // As a Deployment past its progress deadline: this generation will not roll out.
+        c.set(
+            ConditionType::Progressing,
+            false,
+            "RolledBack",
+            "this generation's workers failed; rolled back",
+        )
+    } else if a.rolling {
         c.set(ConditionType::Progressing, true, "RollingOut", "the worker Deployment is rolling out")
     } else {
         c.set(ConditionType::Progressing, false, "Complete", "rollout complete")
@@ -105,7 +117,11 @@ fn progressing(c: &Conditions, a: &Assessment) -> Condition {
 
 fn degraded(c: &Conditions, a: &Assessment, ready_reason: &str, message: String) -> Condition {
     if a.phase == Phase::Degraded {
-        let reason = a.last_failure.as_ref().map_or(ready_reason, |f| f.reason.as_str());
+        let reason = match (&a.rolled_back, &a.last_failure) {
+            (Some(_), _) => "RolledBack",
+            (None, Some(f)) => f.reason.as_str(),
+            (None, None) => ready_reason,
+        };
         c.set(ConditionType::Degraded, true, reason, message)
     } else {
         c.set(ConditionType::Degraded, false, "AsExpected", "every worker is healthy")

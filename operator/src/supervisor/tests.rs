@@ -21,6 +21,7 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
         ip: None,
         not_ready_reason: None,
         active_calls: None,
+        template: None,
         waiting: None,
     }
 }
@@ -369,4 +370,106 @@ fn draining_workers_live_calls_are_counted_and_followed() {
     // Not asked, or no answer: counted as draining, its calls unknown (0), no hurry.
     let d = sim.look(3, vec![draining(None), pod("w-new", true, 0)]);
     assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 0));
+}
+
+fn with_template(mut p: PodObservation, template: &str) -> PodObservation {
+    p.template = Some(template.into());
+    p
+}
+
+/// A spec change whose workers crash, while the previous workers still serve: the budget running
+/// out rolls the Deployment back to them instead of scaling every worker to 0. The service is
+/// Degraded (not Failed) with `rolledBack`, the template is left alone for this generation, the
+/// kept workers get the whole budget, and the next generation is applied again.
+#[test]
+fn a_rollout_that_exhausts_the_budget_is_rolled_back_to_the_serving_workers() {
+    let mut sim = Sim::new();
+    sim.tsvc.spec.replicas = 2;
+    let old = |n: &str| with_template(pod(n, true, 0), "aaa");
+    sim.look(0, vec![old("w-1"), old("w-2")]);
+    sim.tsvc.metadata.generation = Some(2);
+    sim.tsvc.spec.pod.env.push(k8s_openapi::api::core::v1::EnvVar {
+        name: "SWEEP_PERIOD_SECONDS".into(),
+        value: Some("bad".into()),
+        ..Default::default()
+    });
+    let rolling = sim.look(1, vec![old("w-1"), old("w-2")]);
+    assert!(rolling.deployment.is_some(), "generation 2 applied");
+    let new = |restarts| with_template(pod("w-new", false, restarts), "bbb");
+    for n in 1..=3 {
+        let d = sim.look(n * 10, vec![old("w-1"), old("w-2"), new(n as i32)]);
+        assert_eq!(d.status.restarts, Some(format!("{n}/3")));
+        assert!(d.roll_back_to.is_none());
+    }
+    let undone = sim.look(40, vec![old("w-1"), old("w-2"), new(4)]);
+    assert_eq!(undone.roll_back_to.as_deref(), Some("aaa"));
+    assert!(!undone.budget_exhausted);
+    assert!(undone.deployment.is_none(), "generation 2's template is not applied again");
+    assert_eq!(undone.status.phase, Phase::Degraded);
+    assert_eq!(undone.status.replicas, 2, "the serving workers stay");
+    assert_eq!(reasons(&undone), vec!["PodRestarted", "RolledBack"]);
+    let rb = undone.status.rolled_back.clone().expect("rolledBack");
+    assert_eq!((rb.generation, rb.pod_template_hash.as_str()), (2, "aaa"));
+    assert!(rb.message.contains("failed 4 times"), "{}", rb.message);
+    assert_eq!(undone.status.message.as_deref(), Some(rb.message.as_str()));
+    assert_eq!(
+        undone.status.restarts.as_deref(),
+        Some("0/3"),
+        "the kept workers start with the whole budget"
+    );
+    let degraded = undone.status.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!(degraded.reason, "RolledBack");
+    let progressing = undone.status.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "RolledBack"));
+
+    // The failing pod's last crash on its way out counts for nothing; the kept workers do.
+    let after = sim.look(41, vec![old("w-1"), old("w-2"), new(5)]);
+    assert_eq!(after.status.restarts.as_deref(), Some("0/3"));
+    assert!(after.roll_back_to.is_none() && after.deployment.is_none() && after.events.is_empty());
+    assert_eq!(after.status.phase, Phase::Degraded, "still not the spec's workers");
+    let kept_crash = sim.look(42, vec![with_template(pod("w-1", false, 1), "aaa"), old("w-2")]);
+    assert_eq!(kept_crash.status.restarts.as_deref(), Some("1/3"));
+
+    // A new generation tries the spec again, with a fresh budget.
+    sim.tsvc.metadata.generation = Some(3);
+    sim.tsvc.spec.pod.env.clear();
+    let retry = sim.look(50, vec![old("w-1"), old("w-2")]);
+    assert!(retry.deployment.is_some(), "generation 3 applied");
+    assert_eq!(retry.status.rolled_back, None);
+}
+
+/// With no other workers serving (a first rollout, or the old ones failing too), the budget opens
+/// the circuit as before: nothing to go back to.
+#[test]
+fn without_serving_workers_of_another_template_the_circuit_opens() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    for n in 1..=4 {
+        sim.look(n * 10, vec![with_template(pod("w-1", false, n as i32), "bbb")]);
+    }
+    assert_eq!(sim.tsvc.status.as_ref().unwrap().phase, Phase::Failed);
+    assert_eq!(sim.replicas(), 0);
+    assert_eq!(sim.tsvc.status.as_ref().unwrap().rolled_back, None);
+}
+
+/// While rolled back, the circuit still bounds the kept workers: it scales the Deployment
+/// (replicas only, the template untouched) to 0 and back.
+#[test]
+fn a_rolled_back_service_whose_kept_workers_fail_scales_without_touching_the_template() {
+    let mut sim = Sim::new();
+    sim.tsvc.spec.restart_budget.max_restarts = 0;
+    sim.tsvc.spec.restart_budget.window_seconds = 60;
+    let old = |n: &str, ready, r| with_template(pod(n, ready, r), "aaa");
+    sim.look(0, vec![old("w-1", true, 0)]);
+    sim.tsvc.metadata.generation = Some(2);
+    sim.look(1, vec![old("w-1", true, 0)]);
+    let undone = sim.look(2, vec![old("w-1", true, 0), with_template(pod("w-new", false, 1), "bbb")]);
+    assert_eq!(undone.roll_back_to.as_deref(), Some("aaa"));
+    let open = sim.look(3, vec![old("w-1", false, 1)]);
+    assert_eq!(open.status.phase, Phase::Failed);
+    assert_eq!(open.scale_workers, Some(0));
+    assert!(open.deployment.is_none());
+    let half_open = sim.look(200, vec![]);
+    assert_eq!(half_open.scale_workers, Some(1));
+    assert!(half_open.deployment.is_none());
 }
