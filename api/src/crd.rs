@@ -143,6 +143,30 @@ pub struct FailoverSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
+    /// Once calls went to the backup, how long the primary must stay Ready before they come back
+    /// (so a flapping primary doesn't pull them back and forth). Never while the backup is down.
+    #[serde(default = "default_hold_down")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub hold_down_seconds: u32,
+}
+
+fn default_hold_down() -> u32 {
+    30
+}
+
+/// Where the primary's calls go, as the operator records it (with `spec.failover`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverStatus {
+    /// Calls go to the backup (`FailedOver`), until the primary has been Ready for the hold-down
+    /// (`FailedBack`).
+    pub active: bool,
+    /// The last switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// While active: since when the primary is Ready again (the hold-down runs from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_up_since: Option<Time>,
 }
 
 /// How a worker shuts down.
@@ -309,6 +333,9 @@ pub struct TelephonyServiceStatus {
     /// a new spec generation or the reset annotation, each of which tries the spec again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<RolledBack>,
+    /// With `spec.failover`: whether calls go to the backup, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
     /// In-cluster URL of the worker Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

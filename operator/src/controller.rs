@@ -311,6 +311,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         pods,
         now: Timestamp::now(),
         jitter: rand::random::<f64>(),
+        backup_up: backup_up(&ctx, &tsvc, &ns),
     });
 
     act::act(&ctx, &tsvc, &ns, &decision).await?;
@@ -319,6 +320,15 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         retries.remove(&ObjectRef::from_obj(cached.as_ref()));
     }
     Ok(Action::requeue(decision.requeue))
+}
+
+/// Whether `spec.failover`'s backup can take calls, as its status in the cache says (None: no
+/// backup, or not in a namespace this operator watches).
+fn backup_up(ctx: &Context, tsvc: &TelephonyService, ns: &str) -> Option<bool> {
+    let f = tsvc.spec.failover.as_ref()?;
+    let backup = ctx.tsvcs.get(&ObjectRef::new(&f.service).within(f.namespace.as_deref().unwrap_or(ns)))?;
+    let s = backup.status.as_ref()?;
+    Some(matches!(s.phase, crate::crd::Phase::Ready | crate::crd::Phase::Degraded) && s.ready_replicas > 0)
 }
 
 /// Exponential requeue with jitter: 0.5 s, 1 s, 2 s ... capped at 5 min.

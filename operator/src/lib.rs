@@ -12,6 +12,7 @@ pub mod cli;
 pub mod conditions;
 pub mod controller;
 pub mod desired;
+pub mod failover;
 pub mod heap;
 pub mod leader;
 pub mod liveness;

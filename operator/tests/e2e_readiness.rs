@@ -161,18 +161,22 @@ async fn a_hung_or_killed_worker_is_unavailable_through_its_heartbeat_before_kub
     ns.delete().await;
 }
 
-/// `spec.failover`: while the primary has no worker up, the app's answer is available via the
-/// backup, at the backup's endpoint; the moment the primary is back, via the primary again. Both
-/// are real services on the real node; the primary goes down the way a user would see it (its
-/// worker hangs, then it is scaled to 0).
+/// `spec.failover`, as the app sees it. The primary's only worker is killed and that exhausts its
+/// budget (0 failures allowed): the answer is available via the backup at once, and a call placed
+/// at the endpoint it gives is placed by the backup's worker; `FailedOver` is announced. A reset
+/// brings the primary back, but calls stay with the backup for the hold-down, then come back with
+/// `FailedBack`. With the primary scaled to 0 and the backup gone too, a plain 503 (no loop).
 #[tokio::test]
-async fn a_primary_without_workers_fails_over_to_its_backup_and_back() {
+async fn a_primary_that_fails_over_to_its_backup_comes_back_after_the_hold_down() {
     let ns = setup("failover").await;
     let _op = Operator::start(&ns.name);
     let r = ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s");
     create(&ns, &tsvc("calls-b", serde_json::json!({}))).await;
-    let failover = serde_json::json!({ "failover": { "service": "calls-b" } });
-    create(&ns, &tsvc("calls", failover)).await;
+    let primary = serde_json::json!({
+        "failover": { "service": "calls-b", "holdDownSeconds": 5 },
+        "restartBudget": { "maxRestarts": 0 },
+    });
+    create(&ns, &tsvc("calls", primary)).await;
     wait_status(&ns, "calls-b", 90, "backup Ready", |s| s.phase == Phase::Ready).await;
     wait_status(&ns, "calls", 90, "primary Ready", |s| s.phase == Phase::Ready).await;
     let (_, body) = until_code(&r, &ns.name, 200, 30).await;
@@ -181,10 +185,9 @@ async fn a_primary_without_workers_fails_over_to_its_backup_and_back() {
     assert_eq!(body["failover"]["healthy"], true, "{body}");
     let primary_endpoint = body["endpoint"].clone();
 
-    // The primary's only worker hangs: its answer stays available, via the backup.
-    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    // The primary's only worker is killed: its budget is spent, and the app's calls go to the backup.
     let pod = worker_pods(&ns, "calls").await[0].name_any();
-    testing::node::signal_container(&pods, &pod, testing::node::SIGSTOP).await;
+    kill_worker(&ns, &pod).await;
     let body = testing::wait_until(Duration::from_secs(5), "via backup", || async {
         let (code, body) = r.status(&ns.name, "calls").await?;
         (code == 200 && body["via"] == "backup").then_some(body)
@@ -192,18 +195,55 @@ async fn a_primary_without_workers_fails_over_to_its_backup_and_back() {
     .await;
     let backup_endpoint = format!("http://calls-b-worker.{}.svc:8080", ns.name);
     assert_eq!(body["endpoint"], backup_endpoint.as_str(), "{body}");
-    assert_eq!(body["healthy"], true);
     assert!(body["message"].as_str().is_some_and(|m| m.contains("calls go to the backup")), "{body}");
-    testing::node::signal_container(&pods, &pod, testing::node::SIGCONT).await;
-    let body = testing::wait_until(Duration::from_secs(10), "via primary again", || async {
+    let t = wait_status(&ns, "calls", 30, "Failed, calls on the backup", |s| {
+        s.phase == Phase::Failed && s.failover.as_ref().is_some_and(|f| f.active)
+    })
+    .await;
+    assert!(t.status.is_some_and(|s| s.replicas == 0));
+    let over = wait_events(&ns, "FailedOver").await;
+    assert!(
+        over[0].note.as_deref().unwrap_or_default().contains(&format!("{}/calls-b", ns.name)),
+        "{over:?}"
+    );
+    // A call at the endpoint the answer gives (its Service, as the app's cluster DNS would find it).
+    let svc = ns.api::<k8s_openapi::api::core::v1::Service>().get("calls-b-worker").await.expect("Service");
+    let ip = svc.spec.and_then(|s| s.cluster_ip).expect("ClusterIP");
+    let dial = testing::http()
+        .post(format!("http://{ip}:8080/v1/calls"))
+        .json(&serde_json::json!({ "to": "+15551234567", "from": "+15557654321" }))
+        .send()
+        .await
+        .expect("dial via the backup");
+    assert_eq!(dial.status().as_u16(), 201, "the backup placed the call");
+
+    // Reset: the primary comes back, and is held down for 5 s before its calls return.
+    let tsvcs = ns.api::<telephony_operator::crd::TelephonyService>();
+    let reset = serde_json::json!({ "metadata": { "annotations": {
+        telephony_operator::names::RESET_RESTART_BUDGET: "1" } } });
+    tsvcs
+        .patch("calls", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&reset))
+        .await
+        .expect("reset");
+    wait_status(&ns, "calls", 60, "primary Ready, held down", |s| {
+        s.phase == Phase::Ready
+            && s.failover.as_ref().is_some_and(|f| f.active && f.primary_up_since.is_some())
+    })
+    .await;
+    let (code, body) = r.status(&ns.name, "calls").await.expect("answer");
+    assert_eq!((code, body["via"].as_str()), (200, Some("backup")), "held down: {body}");
+    assert!(events(&ns, "FailedBack").await.is_empty(), "not before the hold-down");
+    let body = testing::wait_until(Duration::from_secs(20), "via primary after the hold-down", || async {
         let (code, body) = r.status(&ns.name, "calls").await?;
         (code == 200 && body["via"] == "primary").then_some(body)
     })
     .await;
     assert_eq!(body["endpoint"], primary_endpoint);
+    let back = wait_events(&ns, "FailedBack").await;
+    assert!(back[0].note.as_deref().unwrap_or_default().contains("Ready for 5s"), "{back:?}");
+    assert_eq!(events(&ns, "FailedOver").await.len(), 1, "one switch, one Event");
 
     // Scaled to 0: via the backup; and with the backup gone too, a plain 503.
-    let tsvcs = ns.api::<telephony_operator::crd::TelephonyService>();
     let zero = serde_json::json!({ "spec": { "replicas": 0 } });
     tsvcs
         .patch("calls", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&zero))

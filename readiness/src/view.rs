@@ -266,8 +266,10 @@ pub fn view(
 
 /// Where `spec.failover` names a backup, `primary`'s answer with it: while the primary can't take
 /// calls (Failed, or no worker up) and the backup can, the answer is available (200) via the
-/// backup, at the backup's endpoint. `backup` is the backup's own answer (None: not seen). Never
-/// while the watch is stale: then nobody knows either's state.
+/// backup, at the backup's endpoint. That switch is immediate (this answer follows heartbeats);
+/// the way back waits for the operator's hold-down (`status.failover.active`), but only while the
+/// backup can take the calls. `backup` is the backup's own answer (None: not seen). Never while
+/// the watch is stale: then nobody knows either's state.
 pub fn with_failover(
     mut primary: StatusView,
     tsvc: &TelephonyService,
@@ -291,10 +293,15 @@ pub fn with_failover(
             endpoint: None,
         },
     });
-    let takes_over = backup.filter(|b| !primary.healthy && b.healthy && b.endpoint.is_some());
+    let held = tsvc.status.as_ref().and_then(|s| s.failover.as_ref()).is_some_and(|f| f.active);
+    let takes_over = backup.filter(|b| (!primary.healthy || held) && b.healthy && b.endpoint.is_some());
     primary.via = Some(if takes_over.is_some() { Via::Backup } else { Via::Primary });
     if let Some(b) = takes_over {
-        let why = primary.message.take().unwrap_or_else(|| format!("{:?}", primary.status).to_lowercase());
+        let why = if primary.healthy {
+            format!("the primary is back; held down for {}s", spec.hold_down_seconds)
+        } else {
+            primary.message.take().unwrap_or_else(|| format!("{:?}", primary.status).to_lowercase())
+        };
         primary.message = Some(format!("{why}; calls go to the backup {}/{}", b.namespace, b.name));
         primary.healthy = true;
         primary.retry_after = None;
@@ -463,8 +470,11 @@ mod tests {
     #[test]
     fn a_backup_takes_the_calls_while_the_primary_cannot() {
         let mut primary = tsvc(Phase::Failed, 0);
-        primary.spec.failover =
-            Some(crate::crd::FailoverSpec { service: "calls-b".into(), namespace: Some("dr".into()) });
+        primary.spec.failover = Some(crate::crd::FailoverSpec {
+            service: "calls-b".into(),
+            namespace: Some("dr".into()),
+            hold_down_seconds: 30,
+        });
         let mut backup = view(&tsvc(Phase::Ready, 1), NOW, false, NOW, None);
         (backup.namespace, backup.name, backup.endpoint) =
             ("dr".into(), "calls-b".into(), Some("http://calls-b-worker.dr.svc:8080".into()));
@@ -503,6 +513,20 @@ mod tests {
         );
         let plain = with_failover(mine.clone(), &tsvc(Phase::Ready, 2), Some(&backup));
         assert_eq!((plain.via, plain.failover), (None, None), "no spec.failover: nothing changes");
+
+        // Back, but held down by the operator: calls stay on the backup while it can take them.
+        let mut held = healthy_primary.clone();
+        held.status.as_mut().unwrap().failover =
+            Some(crate::crd::FailoverStatus { active: true, since: None, primary_up_since: None });
+        let mine = view(&held, NOW, false, NOW, None);
+        let v = with_failover(mine.clone(), &held, Some(&backup));
+        assert_eq!((v.http_status(), v.via), (200, Some(Via::Backup)));
+        assert_eq!(
+            v.message.as_deref(),
+            Some("the primary is back; held down for 30s; calls go to the backup dr/calls-b")
+        );
+        let v = with_failover(mine.clone(), &held, Some(&down));
+        assert_eq!((v.http_status(), v.via), (200, Some(Via::Primary)), "never held down with nowhere to go");
     }
 
     #[test]

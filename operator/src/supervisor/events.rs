@@ -3,8 +3,10 @@
 use super::assess::Assessment;
 use super::status::failure_text;
 use super::{Announcement, Observed, Severity};
+use crate::crd::TelephonyService;
 use crate::crd::{Phase, TelephonyServiceStatus};
 use crate::desired;
+use crate::failover::Switch;
 use crate::names::RESET_RESTART_BUDGET;
 use crate::restart_budget::Transition;
 
@@ -56,4 +58,32 @@ pub fn choose(
         _ => {}
     }
     events
+}
+
+/// A switch of where the primary's calls go.
+pub fn failover(tsvc: &TelephonyService, switch: Switch, status: &TelephonyServiceStatus) -> Announcement {
+    let backup = tsvc.spec.failover.as_ref().map_or_else(String::new, |f| {
+        let ns = f.namespace.clone().or_else(|| tsvc.metadata.namespace.clone()).unwrap_or_default();
+        format!("{ns}/{}", f.service)
+    });
+    match switch {
+        Switch::Over => Announcement {
+            severity: Severity::Warning,
+            reason: "FailedOver",
+            note: format!("calls go to the backup {backup}: {}", status.message.clone().unwrap_or_default()),
+        },
+        Switch::Back { backup_down } => {
+            let why = if backup_down {
+                format!("the backup {backup} is down")
+            } else {
+                let hold = tsvc.spec.failover.as_ref().map_or(0, |f| f.hold_down_seconds);
+                format!("Ready for {hold}s (spec.failover.holdDownSeconds)")
+            };
+            Announcement {
+                severity: Severity::Normal,
+                reason: "FailedBack",
+                note: format!("calls come back: {why}"),
+            }
+        }
+    }
 }

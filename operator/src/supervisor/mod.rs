@@ -2,8 +2,8 @@
 //! the children to apply, the pods to restart, the status to write and the events to publish.
 //!
 //! [`decide`] runs named steps, each in its own module: validate (or hand off: invalid spec,
-//! paused) → [`assess`] the workers and the budget → build the children → [`status`] →
-//! [`events`] → when to look again.
+//! paused) → [`assess`] the workers and the budget → build the children → [`status`] → where
+//! calls go (`failover`) → [`events`] → when to look again.
 
 mod assess;
 mod events;
@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::conditions::Conditions;
 use crate::crd::{Failure, TelephonyService, TelephonyServiceStatus};
 use crate::desired;
+use crate::failover;
 use crate::liveness::PodObservation;
 use crate::restart_budget::Transition;
 use crate::validate::validate;
@@ -55,6 +56,8 @@ pub struct Observed<'a> {
     pub now: Timestamp,
     /// A random number in [0, 1) for backoff jitter.
     pub jitter: f64,
+    /// With `spec.failover`: whether the backup can take calls (None: not seen).
+    pub backup_up: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +143,13 @@ pub fn decide(obs: &Observed) -> Decision {
     let scale_workers =
         (a.rolled_back.is_some() && a.roll_back_now.is_none() && circuit_moved).then_some(a.desired_replicas);
     let disruption_budget = deployment.as_ref().and_then(|_| budget_change(obs, &prev, a.desired_replicas));
-    let status = status::build(obs.tsvc, &a, &conditions, generation);
-    let events = events::choose(obs, &prev, &a, &status, deployment.is_some());
+    let mut status = status::build(obs.tsvc, &a, &conditions, generation);
+    let failover = calls_go(obs, &prev, &a);
+    status.failover = failover.as_ref().map(|v| v.status.clone());
+    let mut events = events::choose(obs, &prev, &a, &status, deployment.is_some());
+    let switch = failover.as_ref().and_then(|v| v.switch);
+    events.extend(switch.map(|s| events::failover(obs.tsvc, s, &status)));
+    let requeue = failover.and_then(|v| v.requeue).map_or(a.requeue, |r| r.min(a.requeue));
     Decision {
         deployment,
         service,
@@ -153,8 +161,21 @@ pub fn decide(obs: &Observed) -> Decision {
         events,
         budget_exhausted: a.transitions.contains(&Transition::BudgetExhausted),
         failures: a.recorded,
-        requeue: a.requeue,
+        requeue,
     }
+}
+
+/// With `spec.failover`: whether the primary's calls go to the backup (see `failover`).
+fn calls_go(
+    obs: &Observed,
+    prev: &TelephonyServiceStatus,
+    a: &assess::Assessment,
+) -> Option<failover::Verdict> {
+    let spec = obs.tsvc.spec.failover.as_ref()?;
+    let primary_down = a.open || a.desired_replicas == 0 || a.ready == 0;
+    let sight = failover::Sight { primary_down, backup_up: obs.backup_up };
+    let hold_down = Duration::from_secs(u64::from(spec.hold_down_seconds));
+    Some(failover::decide(prev.failover.as_ref(), sight, hold_down, obs.now))
 }
 
 /// The Deployment and Service to apply: only those that differ from what is there.

@@ -50,6 +50,7 @@ pub fn build(
         endpoint: Some(desired::endpoint(tsvc)),
         history: a.history.clone(),
         rolled_back: a.rolled_back.clone(),
+        failover: None, // decided next (`failover`)
     }
 }
 

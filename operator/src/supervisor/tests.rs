@@ -44,13 +44,14 @@ struct Sim {
     tsvc: TelephonyService,
     deployment: Option<Deployment>,
     service: Option<Service>,
+    backup_up: Option<bool>,
 }
 
 impl Sim {
     fn new() -> Sim {
         let mut tsvc = sample();
         tsvc.metadata.generation = Some(1);
-        Sim { tsvc, deployment: None, service: None }
+        Sim { tsvc, deployment: None, service: None, backup_up: None }
     }
 
     fn look(&mut self, now: i64, pods: Vec<PodObservation>) -> Decision {
@@ -61,6 +62,7 @@ impl Sim {
             pods,
             now: t(now),
             jitter: 0.0,
+            backup_up: self.backup_up,
         });
         if let Some(dep) = &d.deployment {
             self.deployment = Some(dep.clone());
@@ -472,4 +474,34 @@ fn a_rolled_back_service_whose_kept_workers_fail_scales_without_touching_the_tem
     let half_open = sim.look(200, vec![]);
     assert_eq!(half_open.scale_workers, Some(1));
     assert!(half_open.deployment.is_none());
+}
+
+/// `spec.failover`: the primary's calls go to the backup when it can't take them (an Event), and
+/// come back once it has been Ready for the hold-down (another Event).
+#[test]
+fn failover_and_failback_are_recorded_and_announced_once_each() {
+    let mut sim = Sim::new();
+    sim.tsvc.spec.restart_budget.max_restarts = 0;
+    sim.tsvc.spec.failover =
+        Some(crate::crd::FailoverSpec { service: "calls-b".into(), namespace: None, hold_down_seconds: 30 });
+    sim.backup_up = Some(true);
+    let ready = sim.look(0, vec![pod("w-1", true, 0)]);
+    assert_eq!(ready.status.failover.as_ref().map(|f| f.active), Some(false));
+    let failed = sim.look(10, vec![pod("w-1", false, 1)]);
+    assert_eq!(failed.status.phase, Phase::Failed);
+    assert_eq!(failed.status.failover.as_ref().map(|f| f.active), Some(true));
+    let over = failed.events.iter().find(|e| e.reason == "FailedOver").expect("FailedOver");
+    assert!(over.note.starts_with("calls go to the backup shop/calls-b: "), "{}", over.note);
+    assert!(!reasons(&sim.look(11, vec![])).contains(&"FailedOver"), "once");
+
+    sim.tsvc.metadata.annotations =
+        Some([(crate::names::RESET_RESTART_BUDGET.to_string(), "1".to_string())].into());
+    sim.look(20, vec![]);
+    let back_up = sim.look(21, vec![pod("w-2", true, 0)]);
+    assert_eq!(back_up.status.failover.as_ref().map(|f| f.active), Some(true), "held down");
+    assert_eq!(back_up.requeue, Duration::from_secs(31));
+    let back = sim.look(51, vec![pod("w-2", true, 0)]);
+    assert_eq!(back.status.failover.as_ref().map(|f| f.active), Some(false));
+    let note = &back.events.iter().find(|e| e.reason == "FailedBack").expect("FailedBack").note;
+    assert_eq!(note, "calls come back: Ready for 30s (spec.failover.holdDownSeconds)");
 }
