@@ -414,6 +414,9 @@ pub struct History {
     /// The circuit is open: workers scaled to 0.
     #[serde(default)]
     pub circuit_open: bool,
+    /// Draining pods whose ended calls (`DrainTimeout`) were announced, while they are seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drains_announced: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

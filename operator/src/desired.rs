@@ -30,6 +30,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "DRAIN_TIMEOUT_SECONDS",
     "TELNYX_PUBLIC_KEY",
     "POD_IP",
+    "TERMINATION_LOG",
 ];
 /// Pod labels the operator sets (users may not override them).
 pub const OPERATOR_LABELS: &[&str] =
@@ -37,6 +38,8 @@ pub const OPERATOR_LABELS: &[&str] =
 const CONTAINER: &str = "worker";
 /// Upper bound of the readiness probe's period.
 const READINESS_PERIOD_SECONDS: i32 = 2;
+/// The kubelet's default: said explicitly, as the worker is told it (`TERMINATION_LOG`).
+const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 /// The worker image's non-root user (distroless `nonroot`).
 const RUN_AS_USER: i64 = 65532;
 /// What the worker's shutdown takes beyond the drain: the 2 s for endpoints to drop the pod
@@ -196,6 +199,7 @@ fn container(tsvc: &TelephonyService) -> Container {
         }),
         // The log tail becomes the termination message of a container that exits with an error:
         // the operator shows it in the failure ("invalid configuration: TELNYX_TIMEOUT_MS ...").
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".into(),
@@ -220,6 +224,8 @@ fn env(tsvc: &TelephonyService) -> Vec<EnvVar> {
         plain("HEARTBEAT_MILLIS", spec.health.heartbeat_millis.to_string()),
         plain("DIALTONE_SERVICE", format!("{}/{}", tsvc.namespace().unwrap_or_default(), tsvc.name_any())),
         plain("DRAIN_TIMEOUT_SECONDS", spec.drain.timeout_seconds.to_string()),
+        // A drain that ended live calls says so in the termination message (an Event follows).
+        plain("TERMINATION_LOG", TERMINATION_MESSAGE_PATH.into()),
         // Where the other workers hand this one the webhooks of the calls it placed.
         EnvVar {
             name: "POD_IP".into(),

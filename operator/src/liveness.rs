@@ -112,6 +112,19 @@ impl PodObservation {
     }
 }
 
+/// Draining workers that ended live calls at their drain timeout, with the worker's own words
+/// (its termination message).
+pub fn drain_cuts(pods: &[PodObservation]) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|p| p.deleting)
+        .filter_map(|p| {
+            let words =
+                p.last_words.as_deref().filter(|w| w.starts_with(crate::names::DRAIN_TIMEOUT_MESSAGE))?;
+            Some((p.name.clone(), words.to_string()))
+        })
+        .collect()
+}
+
 /// The label a Deployment puts on its pods: the hash of their template.
 pub const TEMPLATE_LABEL: &str = "pod-template-hash";
 

@@ -87,7 +87,8 @@ impl Scene {
 
     /// Waits until the worker process of `pod` has exited by itself (exit code 0), or the pod is
     /// gone. Not the pod's removal alone: a kubelet 1.20 sometimes restarts a container that exits
-    /// during its pod's termination, and the pod then stays until its grace period ends.
+    /// during its pod's termination, and the pod then stays until its grace period ends (and then
+    /// it may report the exited container as `ContainerStatusUnknown`, without its code).
     async fn exited(&self, pod: &str, secs: u64) {
         let pods = self.ns.api::<Pod>();
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -95,8 +96,12 @@ impl Scene {
         while std::time::Instant::now() < deadline {
             let Ok(Some(p)) = pods.get_opt(pod).await else { return };
             let c = p.status.and_then(|s| s.container_statuses?.into_iter().next());
+            // Exit code 0; or the 1.20 kubelet's `ContainerStatusUnknown` ("could not be located
+            // when the pod was deleted"): the container is gone and the kubelet lost its code.
             let done = |s: &Option<k8s_openapi::api::core::v1::ContainerState>| {
-                s.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+                s.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| {
+                    t.exit_code == 0 || t.reason.as_deref() == Some("ContainerStatusUnknown")
+                })
             };
             if c.as_ref().is_some_and(|c| done(&c.state) || done(&c.last_state)) {
                 return;
@@ -243,6 +248,10 @@ async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_th
         (Some("drain_timeout"), Some("worker"))
     );
     s.exited(&pod, 30).await;
+    // `kubectl describe tsvc` says so too: the worker's termination message, as an Event.
+    let cut = wait_events(&s.ns, "DrainTimeout").await;
+    let note = cut[0].note.clone().unwrap_or_default();
+    assert!(note.contains(&pod) && note.contains("ended 1 live call at the end of the 3s drain"), "{note}");
 
     let (staying, staying_url, staying_call, _) = &calls[0];
     assert!(!s.deleting(staying).await);

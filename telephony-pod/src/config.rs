@@ -41,6 +41,9 @@ pub struct Config {
     /// Where other workers reach this one (`POD_IP` and `port`): put on each dial so a webhook for
     /// the call that lands on another worker is handed here (`webhook::owner`).
     pub advertise: Option<std::net::SocketAddr>,
+    /// The kubelet's termination message file (`TERMINATION_LOG`, set by the operator): a drain
+    /// that ended live calls says so there. Unset outside a pod.
+    pub termination_log: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -113,6 +116,7 @@ impl Config {
             drain_timeout: secs(number("DRAIN_TIMEOUT_SECONDS", 30, 0, 3600)?),
             webhook_key,
             advertise,
+            termination_log: get("TERMINATION_LOG").filter(|v| !v.trim().is_empty()).map(Into::into),
         })
     }
 

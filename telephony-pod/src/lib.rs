@@ -59,6 +59,7 @@ pub async fn serve(
         delay: shutdown_delay,
         timeout: config.drain_timeout,
         calls_end_visibly: config.webhook_key.is_some(),
+        termination_log: config.termination_log.clone(),
     };
     let state = AppState {
         config: Arc::new(config),

@@ -50,6 +50,9 @@ pub struct Assessment {
     pub rolled_back: Option<RolledBack>,
     /// Undone in this look: roll the Deployment back to this template.
     pub roll_back_now: Option<String>,
+    /// Draining workers that ended live calls at the drain timeout, first seen in this look: pod,
+    /// the worker's words.
+    pub drain_cuts: Vec<(String, String)>,
 }
 
 /// Ready workers, at most the desired number.
@@ -89,6 +92,7 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
     );
     let mut history = step.history;
     history.pods = detection.records;
+    let drain_cuts = announce_drains(&obs.pods, &mut history);
     let mut transitions = step.transitions;
     let (rolled_back, roll_back_now) = match kept {
         Some(k) => (Some(k), None),
@@ -144,7 +148,19 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         policy,
         rolled_back,
         roll_back_now,
+        drain_cuts,
     }
+}
+
+/// The drain cuts not announced yet; the history remembers them while their pods are seen.
+fn announce_drains(pods: &[PodObservation], history: &mut History) -> Vec<(String, String)> {
+    history.drains_announced.retain(|p| pods.iter().any(|o| &o.name == p));
+    let new: Vec<(String, String)> = liveness::drain_cuts(pods)
+        .into_iter()
+        .filter(|(pod, _)| !history.drains_announced.contains(pod))
+        .collect();
+    history.drains_announced.extend(new.iter().map(|(pod, _)| pod.clone()));
+    new
 }
 
 /// When this look exhausted the budget and other workers still serve: undo the rollout instead

@@ -27,6 +27,9 @@ pub fn choose(
     for f in &a.recorded {
         say(Severity::Warning, "PodRestarted", failure_text(f));
     }
+    for (pod, words) in &a.drain_cuts {
+        say(Severity::Warning, "DrainTimeout", format!("worker pod {pod}: {words}"));
+    }
     if let (Some(_), Some(r)) = (&a.roll_back_now, &a.rolled_back) {
         say(Severity::Warning, "RolledBack", r.message.clone());
     }

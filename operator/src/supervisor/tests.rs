@@ -505,3 +505,29 @@ fn failover_and_failback_are_recorded_and_announced_once_each() {
     let note = &back.events.iter().find(|e| e.reason == "FailedBack").expect("FailedBack").note;
     assert_eq!(note, "calls come back: Ready for 30s (spec.failover.holdDownSeconds)");
 }
+
+/// A drain that ended live calls at its timeout is announced once, in the worker's own words (its
+/// termination message), while its pod is seen; a drain that ended cleanly is not.
+#[test]
+fn calls_ended_by_a_drain_timeout_are_announced_once() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    let words = "drain timeout: ended 1 live call at the end of the 3s drain (hangup cause drain_timeout)";
+    let drained = |words: &str| {
+        let mut p = pod("w-1", false, 0);
+        (p.deleting, p.running, p.last_exit) = (true, false, Some(("Completed".into(), 0)));
+        p.last_words = Some(words.into());
+        p
+    };
+    let d = sim.look(1, vec![drained(words), pod("w-2", true, 0)]);
+    let cut: Vec<_> = d.events.iter().filter(|e| e.reason == "DrainTimeout").collect();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0].note, format!("worker pod w-1: {words}"));
+    assert!(d.failures.is_empty(), "a drain is not a failure");
+    let again = sim.look(2, vec![drained(words), pod("w-2", true, 0)]);
+    assert!(!reasons(&again).contains(&"DrainTimeout"), "once per pod");
+    let gone = sim.look(3, vec![pod("w-2", true, 0)]);
+    assert!(gone.status.history.drains_announced.is_empty(), "forgotten with its pod");
+    let clean = sim.look(4, vec![drained("bye"), pod("w-2", true, 0)]);
+    assert!(!reasons(&clean).contains(&"DrainTimeout"));
+}
