@@ -35,7 +35,7 @@ ALL=(
   --set networkPolicy.enabled=true --set 'networkPolicy.workerNamespaces={shop}'
   --set networkPolicy.monitoringNamespaceSelector.matchLabels.purpose=monitoring
   --set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true
-  --set 'readiness.corsOrigins={https://app.example.com}'
+  --set 'readiness.corsOrigins={https://app.example.com}' --set workerToken.create=true
   --set operator.serviceAccount.annotations.owner=voice --set readiness.service.annotations.owner=voice
   --set operator.podLabels.team=voice --set operator.podAnnotations.owner=voice
   --set operator.nodeSelector."kubernetes\.io/os"=linux --set readiness.nodeSelector."kubernetes\.io/os"=linux

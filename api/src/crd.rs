@@ -61,6 +61,10 @@ pub struct TelephonyServiceSpec {
     /// Failed or has no worker up, the readiness answer sends the app's calls there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverSpec>,
+    /// Who may use the worker's API. Without it, anything that reaches the worker Service can
+    /// place calls on the account (the chart's NetworkPolicy can narrow that down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
     /// Leave the worker Deployment and Service exactly as they are.
     #[serde(default)]
     pub paused: bool,
@@ -130,6 +134,17 @@ pub struct HealthSpec {
     #[serde(default = "defaults::heartbeat_millis")]
     #[schemars(range(min = 50, max = 5000))]
     pub heartbeat_millis: u32,
+}
+
+/// The bearer token the app must send to the worker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// The Secret key holding the token (at least 16 visible ASCII characters), e.g. the one the
+    /// chart creates with `workerToken.create`: `{name: dialtone-worker-token, key: token}`. The
+    /// app's routes (credentials, calls, recording, call events) then need
+    /// `Authorization: Bearer <token>`; probes, metrics, the heartbeat and Telnyx's webhooks don't.
+    pub token_secret_ref: SecretKeyRef,
 }
 
 /// The backup TelephonyService.

@@ -31,6 +31,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "TELNYX_PUBLIC_KEY",
     "POD_IP",
     "TERMINATION_LOG",
+    "DIALTONE_API_TOKEN",
 ];
 /// Pod labels the operator sets (users may not override them).
 pub const OPERATOR_LABELS: &[&str] =
@@ -238,6 +239,9 @@ fn env(tsvc: &TelephonyService) -> Vec<EnvVar> {
     ];
     if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
         env.push(from_secret("TELNYX_PUBLIC_KEY", key));
+    }
+    if let Some(auth) = &spec.auth {
+        env.push(from_secret("DIALTONE_API_TOKEN", &auth.token_secret_ref));
     }
     env.extend(spec.pod.env.iter().cloned());
     env

@@ -31,6 +31,9 @@ pub fn validate(spec: &TelephonyServiceSpec) -> Vec<String> {
     if let Some(key) = &spec.telnyx.webhook_public_key_secret_ref {
         secret_ref("spec.telnyx.webhookPublicKeySecretRef", key, &mut problems);
     }
+    if let Some(auth) = &spec.auth {
+        secret_ref("spec.auth.tokenSecretRef", &auth.token_secret_ref, &mut problems);
+    }
     if let Some(f) = &spec.failover {
         if !dns_label(&f.service) || f.namespace.as_deref().is_some_and(|n| !dns_label(n)) {
             problems.push(format!(

@@ -98,6 +98,8 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
         "prometheusRule.enabled=true".into(),
         format!("watchNamespace={n}"),
         "readiness.corsOrigins={https://app.example.com}".into(),
+        "workerToken.create=true".into(),
+        format!("workerToken.namespace={n}"),
     ];
     for sets in [vec![], all_on.to_vec()] {
         let mut args = vec!["lint", "--strict", &chart];
@@ -128,10 +130,11 @@ async fn chart_lints_and_every_option_renders_objects_the_apiserver_accepts() {
         ("prometheusRule", vec![all_on[5].clone()], &["PrometheusRule"]),
         ("single replicas", vec!["operator.replicas=1".into(), "readiness.replicas=1".into()], &[]),
         ("readiness off", vec!["readiness.enabled=false".into()], &[]),
+        ("workerToken", all_on[7..].to_vec(), &["Secret"]),
         (
             "everything on",
             all_on.to_vec(),
-            &["NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap"],
+            &["NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap", "Secret"],
         ),
     ];
     let mut schema_only = vec![];
@@ -476,7 +479,19 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
     let release = ns.name.replace("e2e-", "r");
     let label = format!("dialtone.dev/release={release}");
     // A selector keeps this cluster-wide operator away from the other tests' services.
-    let installed = install(&ns.name, &release, &[format!("selector={label}")]).await;
+    let sets = [
+        format!("selector={label}"),
+        "workerToken.create=true".into(),
+        format!("workerToken.namespace={}", app.name),
+    ];
+    let installed = install(&ns.name, &release, &sets).await;
+    let token = || {
+        let template = "go-template={{.data.token | base64decode}}";
+        kubectl(&["get", "secret", "dialtone-worker-token", "-n", &app.name, "-o", template])
+    };
+    let first = token();
+    assert_eq!(first.trim().len(), 48, "a random 48-character token in the app's namespace");
+    assert!(first.trim().bytes().all(|b| b.is_ascii_alphanumeric()));
 
     let operator_sa = format!("system:serviceaccount:{}:{release}-dialtone-operator", ns.name);
     let readiness_sa = format!("system:serviceaccount:{}:{release}-dialtone-readiness", ns.name);
@@ -486,6 +501,7 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
         ("patch", "deployments.apps"),
         ("delete", "pods"),
         ("create", "events.events.k8s.io"),
+        ("list", "replicasets.apps"),
     ] {
         assert!(can_i(&operator_sa, verb, resource, None), "operator may {verb} {resource}");
     }
@@ -566,6 +582,7 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
     })
     .await;
     assert!(!hashes_before.contains(&rolled[0]), "new pods: {hashes_before:?} -> {rolled:?}");
+    assert_eq!(token(), first, "an upgrade keeps the workers' token: the app is not locked out");
 
     installed.uninstall().await;
     app.delete().await;

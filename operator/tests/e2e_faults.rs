@@ -271,9 +271,25 @@ async fn a_worker_that_never_becomes_ready_is_restarted_after_the_startup_timeou
 
 #[tokio::test]
 async fn the_main_apps_calls_go_through_the_worker_service() {
-    let s = Scene::new("app", json!({ "replicas": 2 })).await;
-    s.ready().await;
-    // What the app reads from the readiness answer: where the workers are.
+    // With `spec.auth`: only a request with the app's token places calls.
+    let ns = setup("app").await;
+    let token = "app-token-e2e-7c1d0b5a93f2";
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta { name: Some("dialtone-worker-token".into()), ..Default::default() },
+        string_data: Some([("token".to_string(), token.to_string())].into()),
+        ..Default::default()
+    };
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&Default::default(), &secret)
+        .await
+        .expect("token Secret");
+    let (op, readiness) =
+        (Operator::start(&ns.name), ReadinessProcess::start(&ns.name, &testing::kubeconfig_path(), "10s"));
+    let auth = json!({ "tokenSecretRef": { "name": "dialtone-worker-token", "key": "token" } });
+    create(&ns, &tsvc("calls", json!({ "replicas": 2, "auth": auth }))).await;
+    let s = Scene { ns, _op: op, readiness };
+    s.ready().await; // the kubelet's probes and the readiness service's heartbeats need no token
+                     // What the app reads from the readiness answer: where the workers are.
     let (_, body) = until_code(&s.readiness, &s.ns.name, 200, 10).await;
     let endpoint = format!("http://calls-worker.{}.svc:8080", s.ns.name);
     assert_eq!(body["endpoint"], endpoint.as_str());
@@ -282,7 +298,14 @@ async fn the_main_apps_calls_go_through_the_worker_service() {
     let ip = svc.spec.and_then(|s| s.cluster_ip).expect("ClusterIP");
     let base = format!("http://{ip}:8080");
     let http = testing::http();
-    let post = |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
+    let refused =
+        http.post(format!("{base}/v1/calls")).json(&json!({ "to": "+15551234567", "from": "+15557654321" }));
+    let refused = refused.send().await.expect("dial without the token");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(refused.json::<serde_json::Value>().await.expect("JSON")["error"]["code"], "unauthorized");
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}")).bearer_auth(token).json(&body).send()
+    };
 
     let res = post("/v1/credentials", json!({ "username": "agent-42" })).await.expect("credential");
     assert_eq!(res.status().as_u16(), 201);

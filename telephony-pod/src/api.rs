@@ -104,7 +104,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // The app's routes: behind the token when one is configured (`auth`).
+    let app = Router::new()
         .route("/v1/credentials", post(create_credential))
         .route("/v1/calls", post(dial).get(calls::list))
         .route("/v1/calls/{call_control_id}", get(calls::get))
@@ -112,6 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls/{call_control_id}/recording/start", post(calls::start_recording))
         .route("/v1/calls/{call_control_id}/recording/stop", post(calls::stop_recording))
         .route("/v1/events", get(calls::events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_token));
+    Router::new()
+        .merge(app)
         .route(
             "/v1/webhooks/telnyx",
             post(webhook::receive).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),

@@ -44,6 +44,8 @@ pub struct Config {
     /// The kubelet's termination message file (`TERMINATION_LOG`, set by the operator): a drain
     /// that ended live calls says so there. Unset outside a pod.
     pub termination_log: Option<std::path::PathBuf>,
+    /// With a token (`DIALTONE_API_TOKEN`), the app's routes need it (`auth`).
+    pub api_token: Option<crate::auth::ApiToken>,
 }
 
 impl Config {
@@ -85,6 +87,13 @@ impl Config {
                     .map_err(|e| ConfigError { var: "TELNYX_PUBLIC_KEY", reason: e.to_string() })?,
             ),
         };
+        let api_token = match get("DIALTONE_API_TOKEN").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                crate::auth::ApiToken::new(&v)
+                    .map_err(|reason| ConfigError { var: "DIALTONE_API_TOKEN", reason })?,
+            ),
+        };
         let secs = Duration::from_secs;
         let ms = Duration::from_millis;
         let port = u16::try_from(number("PORT", 8080, 1, 65535)?).unwrap_or(8080);
@@ -117,6 +126,7 @@ impl Config {
             webhook_key,
             advertise,
             termination_log: get("TERMINATION_LOG").filter(|v| !v.trim().is_empty()).map(Into::into),
+            api_token,
         })
     }
 

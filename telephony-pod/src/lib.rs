@@ -2,6 +2,7 @@
 //! credentials and tokens, placing and ending calls through Telnyx), isolated in its own pod.
 
 pub mod api;
+pub mod auth;
 pub mod calls;
 pub mod config;
 pub mod credentials;

@@ -330,3 +330,62 @@ async fn bad_input_gets_a_clear_4xx_json_error() {
     assert_eq!(res.status().as_u16(), 400);
     assert!(fake.seen("POST", "/v2").is_empty(), "nothing invalid reached Telnyx");
 }
+
+/// `spec.auth`: with a token, the app's routes answer 401 (with `WWW-Authenticate`) to a request
+/// without it or with another, and work with it; the probes, metrics, heartbeat and Telnyx's
+/// webhooks stay open, and nothing reaches Telnyx for a refused request.
+#[tokio::test]
+async fn with_a_token_only_the_app_that_holds_it_can_place_calls() {
+    let fake = Fake::start().await;
+    let token = "app-token-5f0c1a9e2b7d4c63";
+    let w = worker(&fake, &[("DIALTONE_API_TOKEN", token)]).await;
+    let dial = json!({ "to": "+15551234567", "from": "+15557654321" });
+    let send = |auth: Option<&str>, method: reqwest::Method, path: &str| {
+        let mut req = testing::http().request(method, format!("{}{path}", w.url)).json(&dial);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    for auth in [None, Some("Bearer wrong-token-0000000000"), Some(&*format!("Basic {token}"))] {
+        for (method, path) in [
+            (reqwest::Method::POST, "/v1/calls"),
+            (reqwest::Method::POST, "/v1/credentials"),
+            (reqwest::Method::GET, "/v1/calls"),
+            (reqwest::Method::GET, "/v1/events"),
+            (reqwest::Method::POST, "/v1/calls/v3:abc/hangup"),
+        ] {
+            let res = send(auth, method, path).await.expect("request");
+            assert_eq!(res.status().as_u16(), 401, "{auth:?} {path}");
+            assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"dialtone-worker\"");
+            let body: serde_json::Value = res.json().await.expect("a JSON error");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert!(!body.to_string().contains(token));
+        }
+    }
+    assert!(fake.seen("POST", "/v2/calls").is_empty(), "a refused request never reaches Telnyx");
+    let ok = send(Some(&format!("Bearer {token}")), reqwest::Method::POST, "/v1/calls").await.expect("dial");
+    assert_eq!(ok.status().as_u16(), 201);
+    assert_eq!(fake.seen("POST", "/v2/calls").len(), 1, "the admitted dial reached Telnyx");
+    for open in ["/healthz", "/metrics", "/no/such/route"] {
+        let (code, _, _) = w.get(open).await;
+        assert_ne!(code, 401, "{open} stays open");
+    }
+    let (code, _, _) = w.webhook(&[], "{}").await;
+    assert_eq!(code, 404, "webhooks answer for themselves (off here), never 401 for the token");
+}
+
+#[tokio::test]
+async fn a_weak_token_is_a_configuration_error_that_never_echoes_it() {
+    let fake = Fake::start().await;
+    let e = telephony_pod::config::Config::from_lookup(|k| match k {
+        "TELNYX_API_KEY" => Some("KEY".into()),
+        "TELNYX_CONNECTION_ID" => Some("c".into()),
+        "TELNYX_BASE_URL" => Some(fake.base_url()),
+        "DIALTONE_API_TOKEN" => Some("tiny-SECRETISH".into()),
+        _ => None,
+    })
+    .unwrap_err();
+    assert_eq!(e.var, "DIALTONE_API_TOKEN");
+    assert!(!e.to_string().contains("SECRETISH"), "{e}");
+}

@@ -151,7 +151,13 @@ async fn sigterm_turns_readiness_off_first_finishes_in_flight_work_and_exits_0()
         testing::get(&format!("{url}/readyz")).await.filter(|(s, _)| *s == 503)
     })
     .await;
-    assert!(body.contains("shutting down"), "{body}");
+    // Draining, with its live calls counted for the operator's status (`drainingCalls`).
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["activeCalls"].as_u64()),
+        (Some("draining"), Some(0)),
+        "{body}"
+    );
     assert!(sent.elapsed() < Duration::from_millis(700), "before new connections stop");
 
     assert_eq!(in_flight.await.expect("join").ok(), Some(201), "the in-flight dial finished");

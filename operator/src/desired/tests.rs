@@ -181,3 +181,28 @@ fn a_rollback_takes_the_older_template_without_its_hash_label_and_marks_the_appl
     assert_eq!(applied_hash(&d), Some("rolled-back-to-aaa"));
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(2));
 }
+
+#[test]
+fn the_workers_token_comes_from_its_secret_and_the_peers_address_from_the_pod() {
+    let mut t = sample();
+    let d = deployment(&t, 1);
+    assert!(
+        container(&d).env.unwrap().iter().all(|e| e.name != "DIALTONE_API_TOKEN"),
+        "open without spec.auth"
+    );
+    t.spec.auth = Some(crate::crd::AuthSpec {
+        token_secret_ref: crate::crd::SecretKeyRef {
+            name: "dialtone-worker-token".into(),
+            key: "token".into(),
+        },
+    });
+    let d = deployment(&t, 1);
+    let token = env(&container(&d), "DIALTONE_API_TOKEN");
+    assert!(token.value.is_none(), "never a plain value");
+    let from = token.value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("dialtone-worker-token", "token"));
+    let ip = env(&container(&d), "POD_IP").value_from.unwrap().field_ref.unwrap();
+    assert_eq!(ip.field_path, "status.podIP");
+    assert_eq!(env(&container(&d), "TERMINATION_LOG").value.as_deref(), Some("/dev/termination-log"));
+    assert_eq!(container(&d).termination_message_path.as_deref(), Some("/dev/termination-log"));
+}

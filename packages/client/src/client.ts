@@ -20,6 +20,11 @@ export interface TelephonyClientOptions {
    * While the answer says `via: "backup"` (`spec.failover`), calls go to the backup's endpoint.
    */
   workerUrl?: string;
+  /**
+   * The worker's bearer token, when its TelephonyService sets `spec.auth` (server code only: never
+   * ship it to a browser). Sent as `Authorization: Bearer <token>` on every worker request.
+   */
+  workerToken?: string;
   /** Per request. Default 5 s (the worker's own Telnyx timeout is shorter). */
   timeoutMs?: number;
   /** A lost status stream turns `unknown` after this long. Default 3 s. */
@@ -169,12 +174,17 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
     return url.replace(/\/+$/, "");
   };
 
+  const auth: Record<string, string> = options.workerToken ? { authorization: `Bearer ${options.workerToken}` } : {};
   const post = async (path: string, body: unknown): Promise<unknown> => {
     const url = `${await worker()}${path}`;
     const answer = await requestJson(
       fetchFn,
       url,
-      { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: JSON.stringify(body ?? {}) },
+      {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(body ?? {}),
+      },
       timeoutMs,
       "the telephony worker",
     );
@@ -184,7 +194,7 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
 
   const get = async (path: string): Promise<unknown> => {
     const url = `${await worker()}${path}`;
-    const answer = await requestJson(fetchFn, url, { headers: { accept: "application/json" } }, timeoutMs, "the telephony worker");
+    const answer = await requestJson(fetchFn, url, { headers: { ...auth, accept: "application/json" } }, timeoutMs, "the telephony worker");
     if (answer.status >= 200 && answer.status < 300) return answer.body;
     throw errorFor(answer, "the telephony worker");
   };
@@ -223,7 +233,7 @@ export function createTelephonyClient(options: TelephonyClientOptions): Telephon
       let closed = false;
       void worker()
         .then((url) => {
-          if (!closed) close = followCalls(url, handler, { fetch: fetchFn, backoff: options.backoff });
+          if (!closed) close = followCalls(url, handler, { fetch: fetchFn, backoff: options.backoff, headers: auth });
         })
         .catch((e: unknown) => handler({ type: "reset", reason: e instanceof Error ? e.message : String(e) }));
       return () => {

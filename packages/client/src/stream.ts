@@ -34,6 +34,8 @@ export interface StreamOptions {
   random?: () => number;
   /** Reconnect with `Last-Event-ID` (the last id seen), so the server resends what was missed. */
   resume?: boolean;
+  /** Sent with every request of the stream (e.g. the worker's `authorization`). */
+  headers?: Record<string, string>;
 }
 
 export const DEFAULT_BACKOFF: Backoff = { baseMs: 250, maxMs: 10_000 };
@@ -61,7 +63,7 @@ export function eventStream(url: string, handlers: StreamHandlers, options: Stre
     let failures = 0;
     while (!closed) {
       current = new AbortController();
-      const { reason, delivered } = await connectOnce(fetchFn, url, handlers, current, staleAfterMs, position);
+      const { reason, delivered } = await connectOnce(fetchFn, url, options.headers ?? {}, handlers, current, staleAfterMs, position);
       if (closed) return;
       failures = delivered ? 0 : failures + 1;
       safely(() => handlers.onDown?.(reason));
@@ -100,6 +102,7 @@ interface Outcome {
 async function connectOnce(
   fetchFn: Fetch,
   url: string,
+  extraHeaders: Record<string, string>,
   handlers: StreamHandlers,
   abort: AbortController,
   staleAfterMs: number,
@@ -118,7 +121,7 @@ async function connectOnce(
   };
   try {
     arm();
-    const headers: Record<string, string> = { accept: "text/event-stream" };
+    const headers: Record<string, string> = { ...extraHeaders, accept: "text/event-stream" };
     if (position.resume && position.lastEventId !== undefined) headers["last-event-id"] = position.lastEventId;
     const res = await fetchFn(url, {
       headers,

@@ -17,7 +17,7 @@ const call = (id: string, state: string, extra: Record<string, unknown> = {}) =>
 });
 
 /** A readiness service pointing at `worker`, and a client of both. */
-async function clientFor(worker: TestServer) {
+async function clientFor(worker: TestServer, workerToken?: string) {
   const r = await serve((_req, res) => {
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ...view(), endpoint: worker.url }));
   });
@@ -28,6 +28,7 @@ async function clientFor(worker: TestServer) {
     service: "calls",
     timeoutMs: 500,
     backoff: { baseMs: 10, maxMs: 20 },
+    workerToken,
   });
 }
 
@@ -128,5 +129,50 @@ describe("failover", () => {
     via = "primary";
     expect(await client.dial({ to: "+15551234567", from: "+15557654321" })).toEqual({ callControlId: "v3:primary" });
     expect(hits).toEqual(["backup POST /v1/calls", "primary POST /v1/calls"]);
+  });
+});
+
+describe("workerToken", () => {
+  it("goes to the worker on every request and stream, and never to the readiness service", async () => {
+    const seen: { url: string | undefined; auth: string | undefined }[] = [];
+    const worker = await serve((req, res) => {
+      seen.push({ url: req.url, auth: req.headers.authorization });
+      if (req.headers.authorization !== "Bearer t0ken-for-the-worker-42") {
+        return void res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "unauthorized", message: "needs a token" } }));
+      }
+      if (req.url === "/v1/events") {
+        sse(res);
+        return void res.write(`id: b-1\nevent: call.ended\ndata: ${JSON.stringify({ call: call("v3:a", "ended") })}\n\n`);
+      }
+      if (req.url === "/v1/calls" && req.method === "POST") {
+        return void res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ callControlId: "v3:a" }));
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ calls: [call("v3:a", "answered")] }));
+    });
+    servers.push(worker);
+    const readinessAuth: (string | undefined)[] = [];
+    const r = await serve((req, res) => {
+      readinessAuth.push(req.headers.authorization);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ...view(), endpoint: worker.url }));
+    });
+    servers.push(r);
+    const client = createTelephonyClient({
+      readinessUrl: r.url,
+      namespace: "shop",
+      service: "calls",
+      timeoutMs: 500,
+      workerToken: "t0ken-for-the-worker-42",
+    });
+    await client.dial({ to: "+15551234567", from: "+15557654321" });
+    expect(await client.calls()).toHaveLength(1);
+    const events: CallEvent[] = [];
+    const close = client.onCallEvent((e) => events.push(e));
+    await eventually(() => expect(events).toHaveLength(1));
+    close();
+    expect(seen.map((s) => s.auth)).toEqual(Array(3).fill("Bearer t0ken-for-the-worker-42"));
+    expect(readinessAuth.every((a) => a === undefined)).toBe(true);
+
+    const without = await clientFor(worker);
+    await expect(without.dial({ to: "+15551234567", from: "+15557654321" })).rejects.toMatchObject({ status: 401 });
   });
 });
