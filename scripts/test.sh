@@ -12,7 +12,8 @@
 #          cluster's control plane keeps running); the e2e and contract tiers (real worker,
 #          operator and readiness pods, real faults); the Next.js example in headless Chromium on
 #          real worker pods (scripts/web-e2e.sh); the demo and its app; the schemas of newer
-#          Kubernetes versions and a security scan (scripts/schemas.sh); down, then the real
+#          Kubernetes versions and a security scan (scripts/schemas.sh); no secret in any log or
+#          Event (scripts/leak-check.sh); down, then the real
 #          node's lifecycle test (a killed node is cleaned up; down leaves the host as it was)
 #   bench  each benchmark once at a tiny size, so they can't rot (real figures: scripts/bench.sh):
 #          the real-node one, then the simulated node's harness test and the scale benchmarks
@@ -103,6 +104,9 @@ if want e2e; then
 
   step "newer Kubernetes: the chart, the operator's objects and its live Events against 1.25/1.30/1.37 schemas; checkov"
   KUBECONFIG="$DIALTONE_KUBECONFIG" counted scripts/schemas.sh
+
+  step "no secret in any log, Event or status written above (scripts/leak-check.sh)"
+  scripts/leak-check.sh
   scripts/demo.sh stop # also brings the cluster down
 
   step "the real node's lifecycle: a killed node cleaned up by the next up; down leaves the host as it was"
