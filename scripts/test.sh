@@ -5,7 +5,8 @@
 #
 #   unit   prerequisites (apt packages, helm/kubectl, Kubernetes and the node's runtime: cached
 #          after the first run), cargo fmt --check, cargo clippy -D warnings (every tier), plain
-#          `cargo test --workspace` (the unit tests: no cluster needed), the TypeScript packages
+#          `cargo test --workspace` (the unit tests: no cluster needed), the worker's API fuzzed
+#          from its OpenAPI document (scripts/fuzz.sh, bounded), the TypeScript packages
 #          (built, unit tests, npm pack installed in fresh projects, the README's app section built
 #          as a fresh Next.js app)
 #   e2e    the images; a private cluster with the real node (its own ports and state dir, so a dev
@@ -65,6 +66,9 @@ if want unit; then
 
   step "cargo test --workspace: the unit tests (no cluster, no npm, no ../shared)"
   counted cargo test --workspace --no-fail-fast
+
+  step "the worker's API fuzzed from its OpenAPI document (scripts/fuzz.sh, bounded: 10 cases per operation, 60 s)"
+  scripts/fuzz.sh 10 60
 
   step "TypeScript: the packages built, their unit tests, npm pack installed in fresh projects"
   npm run --silent build

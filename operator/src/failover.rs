@@ -15,8 +15,11 @@ use crate::crd::FailoverStatus;
 /// What the operator sees of both services.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sight {
-    /// The primary can't take calls: Failed, scaled to 0, or no worker Ready.
+    /// The primary stopped taking calls: it served and lost its workers, ran out of budget, or
+    /// was scaled to 0 (one still starting is not failing).
     pub primary_down: bool,
+    /// The primary takes calls: a worker Ready (the hold-down runs from here).
+    pub primary_up: bool,
     /// The backup can: Ready or Degraded with a worker Ready. None: not seen (not watched).
     pub backup_up: Option<bool>,
 }
@@ -59,7 +62,7 @@ pub fn decide(prev: Option<&FailoverStatus>, sight: Sight, hold_down: Duration, 
         return Verdict { status, switch: None, requeue };
     }
     let since = prev.and_then(|p| p.since.clone());
-    if sight.primary_down {
+    if !sight.primary_up {
         let status = FailoverStatus { active: true, since, primary_up_since: None };
         return Verdict { status, switch: None, requeue: None };
     }
@@ -84,8 +87,8 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
     }
     const HOLD: Duration = Duration::from_secs(30);
-    const DOWN: Sight = Sight { primary_down: true, backup_up: Some(true) };
-    const UP: Sight = Sight { primary_down: false, backup_up: Some(true) };
+    const DOWN: Sight = Sight { primary_down: true, primary_up: false, backup_up: Some(true) };
+    const UP: Sight = Sight { primary_down: false, primary_up: true, backup_up: Some(true) };
 
     #[test]
     fn over_when_the_primary_is_down_and_back_after_the_hold_down() {
@@ -126,7 +129,7 @@ mod tests {
     #[test]
     fn calls_never_wait_on_the_hold_down_with_the_backup_down() {
         let over = decide(None, DOWN, HOLD, t(0));
-        let backup_gone = Sight { primary_down: false, backup_up: Some(false) };
+        let backup_gone = Sight { primary_down: false, primary_up: true, backup_up: Some(false) };
         let back = decide(Some(&over.status), backup_gone, HOLD, t(5));
         assert_eq!((back.status.active, back.switch), (false, Some(Switch::Back { backup_down: true })));
     }
@@ -134,13 +137,17 @@ mod tests {
     #[test]
     fn no_switch_to_a_backup_that_is_down_or_unseen_but_keep_looking() {
         for backup_up in [Some(false), None] {
-            let v = decide(None, Sight { primary_down: true, backup_up }, HOLD, t(0));
+            let v = decide(None, Sight { primary_down: true, primary_up: false, backup_up }, HOLD, t(0));
             assert_eq!((v.status.active, v.switch, v.requeue), (false, None, Some(WATCH_BACKUP)));
         }
         // Over, then both down: stays over (no loop, the answer is a 503), nothing announced.
         let over = decide(None, DOWN, HOLD, t(0));
-        let both =
-            decide(Some(&over.status), Sight { primary_down: true, backup_up: Some(false) }, HOLD, t(5));
+        let both = decide(
+            Some(&over.status),
+            Sight { primary_down: true, primary_up: false, backup_up: Some(false) },
+            HOLD,
+            t(5),
+        );
         assert_eq!((both.status.active, both.switch), (true, None));
     }
 }

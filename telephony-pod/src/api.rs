@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -25,8 +25,10 @@ use crate::metrics::{Metrics, RequestLabels};
 use crate::telnyx::{Dial, Telnyx};
 use crate::webhook::{self, Seen};
 
-/// Bodies larger than this are refused (413).
-pub const BODY_LIMIT: usize = 16 * 1024;
+/// Bodies larger than this are refused (413). The largest valid request is a dial whose 4096-byte
+/// `clientState` is written as JSON escapes (`\u00e9`: 6 bytes per byte), about 25 KiB; the
+/// fuzzer's just-too-long one (4097 emoji as surrogate pairs) is 49 KB, and must get its 400.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Whether the worker should get traffic: the last Telnyx check, and shutdown. Shutdown has two
 /// steps: `shut_down` (SIGTERM: no new calls, live ones drain) and `stop` (drained: streams end,
@@ -103,27 +105,15 @@ pub struct AppState {
     pub registry: Arc<Registry>,
 }
 
+/// The worker's HTTP API, with `GET /openapi.json` describing it.
 pub fn router(state: AppState) -> Router {
-    // The app's routes: behind the token when one is configured (`auth`).
-    let app = Router::new()
-        .route("/v1/credentials", post(create_credential))
-        .route("/v1/calls", post(dial).get(calls::list))
-        .route("/v1/calls/{call_control_id}", get(calls::get))
-        .route("/v1/calls/{call_control_id}/hangup", post(hangup))
-        .route("/v1/calls/{call_control_id}/recording/start", post(calls::start_recording))
-        .route("/v1/calls/{call_control_id}/recording/stop", post(calls::stop_recording))
-        .route("/v1/events", get(calls::events))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_token));
-    Router::new()
-        .merge(app)
+    let (routes, doc) = documented(state.clone());
+    let doc = Arc::new(crate::openapi::json(&doc));
+    routes
         .route(
-            "/v1/webhooks/telnyx",
-            post(webhook::receive).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.to_string()) }),
         )
-        .route("/v1/heartbeat", get(crate::heartbeat::stream))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -137,17 +127,55 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes and their OpenAPI document, registered together (`utoipa-axum`), so neither can
+/// have what the other lacks.
+pub fn documented(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    // The app's routes: behind the token when one is configured (`auth`).
+    let app = OpenApiRouter::new()
+        .routes(routes!(create_credential))
+        .routes(routes!(dial, calls::list))
+        .routes(routes!(calls::get))
+        .routes(routes!(hangup))
+        .routes(routes!(calls::start_recording))
+        .routes(routes!(calls::stop_recording))
+        .routes(routes!(calls::events))
+        .route_layer(middleware::from_fn_with_state(state, crate::auth::require_token));
+    let (schemas, paths, webhooks) = routes!(webhook::receive);
+    let webhooks = webhooks.layer(DefaultBodyLimit::max(webhook::BODY_LIMIT));
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(app)
+        .routes((schemas, paths, webhooks))
+        .routes(routes!(crate::heartbeat::stream))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts()
+}
+
+/// Alive (the kubelet's liveness probe).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 // ---- handlers ----
 
-#[derive(Serialize)]
+/// A credential and a fresh WebRTC login token for the browser SDK.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CredentialResponse {
+pub struct CredentialResponse {
     credential_id: String,
     sip_username: String,
     token: String,
     expires_at: String,
 }
 
+#[utoipa::path(post, path = "/v1/credentials", tag = "credentials", security(("bearer" = [])),
+    request_body = CredentialRequest,
+    responses((status = 201, body = CredentialResponse), crate::openapi::AppErrors))]
 async fn create_credential(
     State(s): State<AppState>,
     Body(req): Body<CredentialRequest>,
@@ -163,14 +191,18 @@ async fn create_credential(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-#[derive(Serialize)]
+/// The call Telnyx placed.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CallResponse {
+pub struct CallResponse {
     call_control_id: String,
     call_leg_id: Option<String>,
     call_session_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", security(("bearer" = [])),
+    request_body = CallRequest,
+    responses((status = 201, body = CallResponse), crate::openapi::AppErrors))]
 async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result<Response, ApiError> {
     req.validate()?;
     if s.readiness.is_shutting_down() {
@@ -211,6 +243,9 @@ async fn dial(State(s): State<AppState>, Body(req): Body<CallRequest>) -> Result
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/calls/{call_control_id}/hangup", tag = "calls", security(("bearer" = [])),
+    params(("call_control_id" = String, Path, description = "Telnyx's call control id", pattern = "^[A-Za-z0-9:_.=~-]{1,256}$")),
+    responses((status = 200, body = crate::openapi::Done), crate::openapi::AppErrors, crate::openapi::CallErrors))]
 async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     calls::valid_id(&id)?;
     s.telnyx.hangup(&id, &command_id()).await.map_err(calls::command_error)?;
@@ -221,6 +256,11 @@ async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
     Ok(Json(serde_json::json!({ "result": "ok" })).into_response())
 }
 
+/// Ready for calls (the kubelet's readiness probe). 503 says why not; while draining, with
+/// `activeCalls`, the live calls the worker still holds.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain"),
+              (status = 503, body = crate::openapi::ErrorBody)))]
 async fn readyz(State(s): State<AppState>) -> Response {
     if s.readiness.is_shutting_down() {
         // The operator reads `activeCalls` into the status (`drainingCalls`).
@@ -237,6 +277,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &s.registry).is_err() {

@@ -126,11 +126,29 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rejection) => Err(body_error(rejection)),
-        }
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await.map_err(body_error)?;
+        object(value).map(Body)
     }
+}
+
+/// A request body is a JSON object: serde would also take a struct from an array (`["+1…",
+/// "+1…"]`), which no client means and the OpenAPI document doesn't allow.
+pub fn object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    // The path names the field, as `to: invalid type: …` (what axum's own Json says too).
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = match e.path().to_string().as_str() {
+            "." => e.inner().to_string(),
+            path => format!("{path}: {}", e.inner()),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    })
 }
 
 fn body_error(r: JsonRejection) -> ApiError {

@@ -20,6 +20,9 @@ use tokio::time::MissedTickBehavior;
 
 use crate::api::{AppState, Readiness};
 
+/// The stream the readiness service follows: `hello`, then `beat` every period while ready.
+#[utoipa::path(get, path = "/v1/heartbeat", tag = "operations",
+    responses((status = 200, description = "`hello`, `beat`, `unready`, `draining`", body = String, content_type = "text/event-stream")))]
 pub async fn stream(State(s): State<AppState>) -> Response {
     let period = s.config.heartbeat_period;
     let hello = Event::default().event("hello").data(format!("{{\"periodMs\":{}}}", period.as_millis()));

@@ -4,22 +4,45 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+/// A WebRTC login for one user of the app.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequest {
+    /// 1-64 letters, digits, `.`, `_` and `-`; the same username gets the same credential.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub username: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A call to place.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CallRequest {
+    /// E.164 (`+15551234567`) or a `sip:` URI.
+    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!--/-9<-~][!-~]*)$")]
     pub to: String,
+    /// E.164 or a `sip:` URI.
+    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!--/-9<-~][!-~]*)$")]
     pub from: String,
-    #[serde(default)]
+    /// Ring timeout in seconds.
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schema(minimum = 5, maximum = 600)]
     pub timeout_secs: Option<u32>,
     /// Free text (≤ 4096 bytes); sent to Telnyx base64-encoded, as it requires.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub client_state: Option<String>,
+}
+
+/// JSON has one number type: `30.0` is as whole as `30` (JSON Schema's `integer` says so too).
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n: Option<f64> = Option::deserialize(d)?;
+    match n {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => {
+            Err(serde::de::Error::custom(format!("timeoutSecs: {n} is not a whole number of seconds")))
+        }
+    }
 }
 
 impl CredentialRequest {

@@ -12,6 +12,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod input;
 pub mod metrics;
+pub mod openapi;
 pub mod secret;
 pub mod telnyx;
 pub mod webhook;

@@ -300,7 +300,7 @@ async fn bad_input_gets_a_clear_4xx_json_error() {
         (
             "/v1/credentials",
             "application/json",
-            format!(r#"{{"username":"{}"}}"#, "a".repeat(20_000)),
+            format!(r#"{{"username":"{}"}}"#, "a".repeat(70_000)),
             413,
             "larger",
         ),
@@ -388,4 +388,73 @@ async fn a_weak_token_is_a_configuration_error_that_never_echoes_it() {
     .unwrap_err();
     assert_eq!(e.var, "DIALTONE_API_TOKEN");
     assert!(!e.to_string().contains("SECRETISH"), "{e}");
+}
+
+/// `GET /openapi.json` describes what the worker serves: every documented operation is routed (no
+/// `not_found` or 405 from the fallbacks), the app's routes declare the bearer token, and the
+/// shapes the handlers send are among its schemas.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let (code, _, doc) = w.get("/openapi.json").await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."), "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = vec![];
+    for (path, item) in paths {
+        for method in item.as_object().expect("path item").keys().filter(|m| *m != "parameters") {
+            operations.push((method.to_uppercase(), path.replace("{call_control_id}", "v3:doc-check")));
+            let op = &item[method];
+            let app_route = path.starts_with("/v1/c");
+            assert_eq!(op["security"].is_array(), app_route || path == "/v1/events", "{method} {path}");
+        }
+    }
+    assert_eq!(operations.len(), 13, "{operations:?}");
+    for (method, path) in &operations {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let res = testing::http()
+            .request(method.clone(), format!("{}{path}", w.url))
+            .header("content-type", "application/json")
+            .body("{}")
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        let Ok(res) = res else { continue }; // an event stream that didn't end: routed
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        assert_ne!(status, 405, "{method} {path}");
+        assert_ne!(body["error"]["code"], "not_found", "{method} {path} is documented but not routed");
+    }
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for name in
+        ["CallRequest", "CallResponse", "CredentialRequest", "CredentialResponse", "Call", "ErrorBody"]
+    {
+        assert!(schemas.contains_key(name), "{name}: {:?}", schemas.keys().collect::<Vec<_>>());
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
+
+/// Found by schemathesis: serde takes a struct from a JSON array, and JSON's `30.0` is a whole
+/// number. A body is an object (else 400), and a whole number of seconds is one however written.
+#[tokio::test]
+async fn a_body_is_an_object_and_whole_numbers_are_whole() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let (code, _, body) = w.post("/v1/calls", json!(["+15551234567", "+15557654321"])).await;
+    assert_eq!((code, body["error"]["message"].as_str()), (400, Some("the body must be a JSON object")));
+    let (code, _, body) = w
+        .post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321", "timeoutSecs": 30.0 }))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _, body) = w
+        .post("/v1/calls", json!({ "to": "+15551234567", "from": "+15557654321", "timeoutSecs": 30.5 }))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("timeoutSecs")), "{body}");
+    let id = "v3:some-call";
+    let (code, _, _) = w.post(&format!("/v1/calls/{id}/recording/start"), json!([null, null])).await;
+    assert_eq!(code, 400);
+    let (code, _, body) = w.post(&format!("/v1/calls/{id}/recording/start"), serde_json::Value::Null).await;
+    assert_eq!(code, 200, "null is no body: the defaults ({body})");
 }

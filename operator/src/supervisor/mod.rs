@@ -19,7 +19,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::Deserialize;
 
 use crate::conditions::Conditions;
-use crate::crd::{Failure, TelephonyService, TelephonyServiceStatus};
+use crate::crd::{Failure, Phase, TelephonyService, TelephonyServiceStatus};
 use crate::desired;
 use crate::failover;
 use crate::liveness::PodObservation;
@@ -172,8 +172,13 @@ fn calls_go(
     a: &assess::Assessment,
 ) -> Option<failover::Verdict> {
     let spec = obs.tsvc.spec.failover.as_ref()?;
-    let primary_down = a.open || a.desired_replicas == 0 || a.ready == 0;
-    let sight = failover::Sight { primary_down, backup_up: obs.backup_up };
+    // A primary still starting is not a failure to fail over from (the readiness answer sends its
+    // calls to the backup meanwhile, without an Event or a hold-down); one that served and lost
+    // its workers, ran out of budget, or was scaled to 0 is.
+    let served = matches!(prev.phase, Phase::Ready | Phase::Degraded);
+    let primary_down = a.open || a.desired_replicas == 0 || (a.ready == 0 && served);
+    let primary_up = !a.open && a.desired_replicas > 0 && a.ready > 0;
+    let sight = failover::Sight { primary_down, primary_up, backup_up: obs.backup_up };
     let hold_down = Duration::from_secs(u64::from(spec.hold_down_seconds));
     Some(failover::decide(prev.failover.as_ref(), sight, hold_down, obs.now))
 }

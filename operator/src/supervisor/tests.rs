@@ -485,7 +485,10 @@ fn failover_and_failback_are_recorded_and_announced_once_each() {
     sim.tsvc.spec.failover =
         Some(crate::crd::FailoverSpec { service: "calls-b".into(), namespace: None, hold_down_seconds: 30 });
     sim.backup_up = Some(true);
-    let ready = sim.look(0, vec![pod("w-1", true, 0)]);
+    let starting = sim.look(0, vec![pod("w-1", false, 0)]);
+    assert_eq!(starting.status.failover.as_ref().map(|f| f.active), Some(false), "starting is not failing");
+    assert!(!reasons(&starting).contains(&"FailedOver"));
+    let ready = sim.look(1, vec![pod("w-1", true, 0)]);
     assert_eq!(ready.status.failover.as_ref().map(|f| f.active), Some(false));
     let failed = sim.look(10, vec![pod("w-1", false, 1)]);
     assert_eq!(failed.status.phase, Phase::Failed);

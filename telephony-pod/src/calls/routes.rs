@@ -20,12 +20,23 @@ use crate::error::ApiError;
 use crate::input::is_call_control_id;
 use crate::telnyx::RecordStart;
 
+/// The calls this worker placed or heard of.
+#[utoipa::path(get, path = "/v1/calls", tag = "calls", security(("bearer" = [])),
+    responses((status = 200, body = crate::openapi::CallList),
+              (status = 401, body = crate::openapi::ErrorBody)))]
 pub async fn list(State(s): State<AppState>) -> Response {
     let calls = s.calls.list();
     let active = calls.iter().filter(|c| c.is_active()).count();
     Json(serde_json::json!({ "active": active, "calls": calls })).into_response()
 }
 
+/// One call's record.
+#[utoipa::path(get, path = "/v1/calls/{call_control_id}", tag = "calls", security(("bearer" = [])),
+    params(("call_control_id" = String, Path, description = "Telnyx's call control id", pattern = "^[A-Za-z0-9:_.=~-]{1,256}$")),
+    responses((status = 200, body = super::Call),
+              (status = 400, body = crate::openapi::ErrorBody),
+              (status = 401, body = crate::openapi::ErrorBody),
+              (status = 404, body = crate::openapi::ErrorBody)))]
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     valid_id(&id)?;
     let call = s.calls.get(&id).ok_or_else(|| {
@@ -34,28 +45,41 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Re
     Ok(Json(call).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// How to record (the body is optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RecordingRequest {
+pub struct RecordingRequest {
+    /// `mp3` (default) or `wav`.
     #[serde(default)]
+    #[schema(pattern = "^(mp3|wav)$")]
     format: Option<String>,
+    /// `single` (default) or `dual`.
     #[serde(default)]
+    #[schema(pattern = "^(single|dual)$")]
     channels: Option<String>,
 }
 
 /// Body optional: `{"format": "mp3"|"wav", "channels": "single"|"dual"}`, mp3 and single by default.
+#[utoipa::path(post, path = "/v1/calls/{call_control_id}/recording/start", tag = "calls", security(("bearer" = [])),
+    params(("call_control_id" = String, Path, description = "Telnyx's call control id", pattern = "^[A-Za-z0-9:_.=~-]{1,256}$")),
+    request_body(content = Option<RecordingRequest>, description = "Optional"),
+    responses((status = 200, body = crate::openapi::RecordingDone), crate::openapi::AppErrors, crate::openapi::CallErrors))]
 pub async fn start_recording(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     valid_id(&id)?;
-    let req: RecordingRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RecordingRequest::default()
+    // No body, or `null`: the defaults. Anything else must be the object.
+    let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}"))
+        })?
     };
+    let req: RecordingRequest =
+        if value.is_null() { RecordingRequest::default() } else { crate::error::object(value)? };
     let format = one_of("format", req.format.as_deref(), &["mp3", "wav"])?;
     let channels = one_of("channels", req.channels.as_deref(), &["single", "dual"])?;
     let start = RecordStart { format, channels, command_id: command_id() };
@@ -64,6 +88,9 @@ pub async fn start_recording(
     Ok(Json(serde_json::json!({ "result": "ok", "recording": true })).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/calls/{call_control_id}/recording/stop", tag = "calls", security(("bearer" = [])),
+    params(("call_control_id" = String, Path, description = "Telnyx's call control id", pattern = "^[A-Za-z0-9:_.=~-]{1,256}$")),
+    responses((status = 200, body = crate::openapi::RecordingDone), crate::openapi::AppErrors, crate::openapi::CallErrors))]
 pub async fn stop_recording(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     valid_id(&id)?;
     s.telnyx.record_stop(&id, &command_id()).await.map_err(command_error)?;
@@ -73,6 +100,11 @@ pub async fn stop_recording(State(s): State<AppState>, Path(id): Path<String>) -
 
 /// `GET /v1/events`: the call events as SSE, resumable with `Last-Event-ID`. Ends when the
 /// worker stops (after its drain), so it never holds the shutdown open.
+#[utoipa::path(get, path = "/v1/events", tag = "calls", security(("bearer" = [])),
+    params(("last-event-id" = Option<String>, Header, description = "The last id seen: what came after is sent again")),
+    responses((status = 200, description = "`call.*` events (data: `{\"type\", \"call\"}`), `reset`, `lagged`",
+               body = String, content_type = "text/event-stream"),
+              (status = 401, body = crate::openapi::ErrorBody)))]
 pub async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let log = &s.calls.events;

@@ -32,6 +32,16 @@ use crate::metrics::{ReasonLabel, WebhookLabels};
 /// with `call_quality_stats` is the largest.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Telnyx's call events, signed (ed25519 over `<timestamp>|<body>`).
+#[utoipa::path(post, path = "/v1/webhooks/telnyx", tag = "telnyx",
+    params(("telnyx-timestamp" = String, Header, description = "Unix seconds"),
+           ("telnyx-signature-ed25519" = String, Header, description = "Base64 signature")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"data\": {\"id\", \"event_type\", \"payload\"}}`"),
+    responses((status = 200, body = crate::openapi::WebhookResult),
+              (status = 400, body = crate::openapi::ErrorBody),
+              (status = 401, description = "Bad or stale signature", body = crate::openapi::ErrorBody),
+              (status = 404, description = "Webhooks are off (no public key)", body = crate::openapi::ErrorBody),
+              (status = 413, body = crate::openapi::ErrorBody)))]
 pub async fn receive(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(key) = &s.config.webhook_key else {
         return ApiError::new(
