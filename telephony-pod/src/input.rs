@@ -18,10 +18,10 @@ pub struct CredentialRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CallRequest {
     /// E.164 (`+15551234567`) or a `sip:` URI.
-    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!--/-9<-~][!-~]*)$")]
+    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!-,\-/-9<-~][!-~]*)$")]
     pub to: String,
     /// E.164 or a `sip:` URI.
-    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!--/-9<-~][!-~]*)$")]
+    #[schema(max_length = 256, pattern = r"^(\+[1-9][0-9]{6,14}|sip:[!-?A-~]+@[!-,\-/-9<-~][!-~]*)$")]
     pub from: String,
     /// Ring timeout in seconds.
     #[serde(default, deserialize_with = "whole_seconds")]

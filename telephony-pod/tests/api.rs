@@ -457,4 +457,18 @@ async fn a_body_is_an_object_and_whole_numbers_are_whole() {
     assert_eq!(code, 400);
     let (code, _, body) = w.post(&format!("/v1/calls/{id}/recording/start"), serde_json::Value::Null).await;
     assert_eq!(code, 200, "null is no body: the defaults ({body})");
+    let tab = testing::http()
+        .post(format!("{}/v1/calls/{id}/recording/start", w.url))
+        .header("content-type", "application/json")
+        .body("\t")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(tab.status().as_u16(), 400, "a lone tab is not JSON");
+    let empty = testing::http()
+        .post(format!("{}/v1/calls/{id}/recording/start", w.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(empty.status().as_u16(), 200, "no body: the defaults");
 }
