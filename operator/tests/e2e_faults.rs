@@ -298,9 +298,12 @@ async fn the_main_apps_calls_go_through_the_worker_service() {
     let ip = svc.spec.and_then(|s| s.cluster_ip).expect("ClusterIP");
     let base = format!("http://{ip}:8080");
     let http = testing::http();
-    let refused =
-        http.post(format!("{base}/v1/calls")).json(&json!({ "to": "+15551234567", "from": "+15557654321" }));
-    let refused = refused.send().await.expect("dial without the token");
+    // kube-proxy may take a moment to program the new Service's endpoints: until then, refused.
+    let refused = wait_until(Duration::from_secs(15), "the worker Service routed", || async {
+        let dial = json!({ "to": "+15551234567", "from": "+15557654321" });
+        http.post(format!("{base}/v1/calls")).json(&dial).send().await.ok()
+    })
+    .await;
     assert_eq!(refused.status().as_u16(), 401);
     assert_eq!(refused.json::<serde_json::Value>().await.expect("JSON")["error"]["code"], "unauthorized");
     let post = |path: &str, body: serde_json::Value| {
