@@ -18,6 +18,8 @@ pub use envelope::{parse, Envelope, Kind, Malformed, Payload};
 pub use replay::Seen;
 pub use verify::{BadKey, PublicKey, Rejection, TOLERANCE};
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -62,8 +64,8 @@ pub async fn receive(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
             return refuse(&s, "malformed", StatusCode::BAD_REQUEST, "malformed_event", why.to_string())
         }
     };
-    if let Some(owner) = elsewhere(&s, &event, &headers) {
-        match forward::to_owner(owner, s.config.advertise.unwrap_or(owner), &headers, body.clone()).await {
+    if let Some((owner, me)) = elsewhere(&s, &event, &headers) {
+        match forward::to_owner(owner, me, &headers, body.clone()).await {
             Ok(()) => return answer(&s, &event, "forwarded"),
             // The owner is gone (its calls with it) or refused: keep the event here.
             Err(why) => tracing::warn!(id = %event.id, %owner, %why, "webhook not forwarded; applied here"),
@@ -82,10 +84,11 @@ pub async fn receive(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
 
 /// The worker to hand `event` to: its call's owner, when that is another worker and the event
 /// was not forwarded already. Only a worker that knows its own address forwards.
-fn elsewhere(s: &AppState, event: &Envelope, headers: &HeaderMap) -> Option<std::net::SocketAddr> {
+/// The pair is (owner, this worker).
+fn elsewhere(s: &AppState, event: &Envelope, headers: &HeaderMap) -> Option<(SocketAddr, SocketAddr)> {
     let me = s.config.advertise?;
     let owner = event.payload.owner.filter(|o| *o != me)?;
-    (!headers.contains_key(forward::FORWARDED_BY)).then_some(owner)
+    (!headers.contains_key(forward::FORWARDED_BY)).then_some((owner, me))
 }
 
 fn answer(s: &AppState, event: &Envelope, result: &'static str) -> Response {
