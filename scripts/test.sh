@@ -11,7 +11,8 @@
 #          as a fresh Next.js app)
 #   e2e    the images; a private cluster with the real node (its own ports and state dir, so a dev
 #          cluster's control plane keeps running); the e2e and contract tiers (real worker,
-#          operator and readiness pods, real faults); the Next.js example in headless Chromium on
+#          operator and readiness pods, real faults); the readiness service fuzzed (bounded); the
+#          Next.js example in headless Chromium on
 #          real worker pods (scripts/web-e2e.sh); the demo and its app; the schemas of newer
 #          Kubernetes versions and a security scan (scripts/schemas.sh); no secret in any log or
 #          Event (scripts/leak-check.sh); down, then the real
@@ -68,7 +69,7 @@ if want unit; then
   counted cargo test --workspace --no-fail-fast
 
   step "the worker's API fuzzed from its OpenAPI document (scripts/fuzz.sh, bounded: 10 cases per operation, 60 s)"
-  scripts/fuzz.sh 10 60
+  scripts/fuzz.sh worker 10 60
 
   step "TypeScript: the packages built, their unit tests, npm pack installed in fresh projects"
   npm run --silent build
@@ -98,6 +99,9 @@ if want e2e; then
   for t in "${E2E[@]}"; do
     grep -q "Running tests/$t.rs" "$LOG" || { echo "test.sh: the $t tests did not run" >&2; exit 1; }
   done
+
+  step "the readiness service's API fuzzed from its OpenAPI document (scripts/fuzz.sh, bounded: 10 cases per operation, 60 s)"
+  scripts/fuzz.sh readiness 10 60
 
   step "the app side in headless Chromium: the Next.js example on real worker pods (scripts/web-e2e.sh)"
   DIALTONE_WEB_E2E_OUT="$REPO/target/web-e2e" counted scripts/web-e2e.sh
@@ -134,6 +138,8 @@ if want bench; then
   "$T/dialtone-bench" detection --samples 2 --operator "$T/telephony-operator"
   "$T/dialtone-bench" convergence --sizes 3 --operator "$T/telephony-operator"
   "$T/dialtone-bench" readiness --services 5 --seconds 1 --connections 4 --operator "$T/telephony-operator"
+  "$T/dialtone-bench" sse-load --subscribers 20 --services 5 --rounds 3 --round-ms 100 --operator "$T/telephony-operator"
+  "$T/dialtone-bench" chaos --services 5 --operator-kills 2 --apiserver-restarts 1 --etcd-restarts 0 --operator "$T/telephony-operator"
   "$T/dialtone-bench" worker --requests 20 --starts 1 --worker "$T/telephony-pod"
   stage_done bench "$s"
 fi

@@ -28,7 +28,7 @@ cleanup() {
     wait "$APP_PID" 2>/dev/null
   fi
   kubectl delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-  helm uninstall "$RELEASE" -n "$SYSTEM" --wait --timeout 60s >/dev/null 2>&1 || true
+  helm uninstall "$RELEASE" -n "$SYSTEM" --wait=legacy --timeout 60s >/dev/null 2>&1 || true
   kubectl delete namespace "$SYSTEM" --ignore-not-found --wait=false >/dev/null 2>&1
   exit "$rc"
 }
@@ -47,7 +47,7 @@ for ns in "$NS" "$SYSTEM"; do
   fi
 done
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-helm upgrade --install "$RELEASE" charts/dialtone -n "$SYSTEM" --create-namespace --wait --timeout 180s \
+helm upgrade --install "$RELEASE" charts/dialtone -n "$SYSTEM" --create-namespace --wait=legacy --timeout 180s \
   --set watchNamespace="$NS" >/dev/null
 kubectl apply -n "$NS" -f examples/telnyx-secret.yaml >/dev/null
 # The example, pointed at the local Telnyx mock, with 2 s probes and room in the budget for the

@@ -283,6 +283,7 @@ impl ConditionType {
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Phase {
     #[default]
     Pending,

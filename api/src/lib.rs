@@ -6,3 +6,4 @@ pub mod crd;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod names;
+pub mod watch;

@@ -16,8 +16,9 @@ pub const APPLIED_HASH: &str = "dialtone.dev/applied-hash";
 /// On a TelephonyService: a new value resets its restart budget.
 pub const RESET_RESTART_BUDGET: &str = "dialtone.dev/reset-restart-budget";
 
-/// How a worker's termination message starts when its drain ended live calls (telephony-pod's
-/// `drain::cut_message`; the worker doesn't link this crate, and its test checks the prefix).
+/// How a draining worker's `/readyz` message and termination message start when its drain ended
+/// live calls (telephony-pod's `drain::cut_message`; the worker doesn't link this crate, and its
+/// test checks the prefix).
 pub const DRAIN_TIMEOUT_MESSAGE: &str = "drain timeout:";
 
 /// The Kubernetes recommended labels (app.kubernetes.io/*), on every worker object.

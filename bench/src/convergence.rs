@@ -35,13 +35,41 @@ pub struct Args {
     /// operator's memory, CPU and time per service; their baseline would double the run).
     #[arg(long, default_value_t = usize::MAX)]
     baseline_up_to: usize,
+    /// Services per namespace: a run of N spreads over ⌈N / this⌉ namespaces (default: one).
+    /// kube-controller-manager 1.20's ReplicaSet, Deployment and endpoints controllers list every
+    /// object of the namespace on each sync, so a single namespace costs them O(N²).
+    #[arg(long, default_value_t = usize::MAX)]
+    per_namespace: usize,
 }
+
+/// The label that marks one run's TelephonyServices; the operator selects on it.
+const RUN_LABEL: &str = "dialtone.dev/bench-run";
 
 /// Requests in flight at once, for both the operator's client and the baseline's.
 const CONCURRENCY: usize = 50;
 
+/// The control plane's processes (their pid files' names in `scripts/cluster.sh`), whose CPU time
+/// says where a run's time went: 2 cores give 2 CPU seconds per second.
+const COMPONENTS: [&str; 5] =
+    ["kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "sim-node"];
+
+/// CPU seconds of each of COMPONENTS, then of the process that plays the controller (the
+/// operator, or this benchmark's client for the baseline).
+fn cpu_now(controller: u32) -> Vec<f64> {
+    let pids = COMPONENTS.iter().map(|c| testing::node::component_pid(c).unwrap_or(0));
+    pids.chain([controller]).map(crate::stats::cpu_seconds).collect()
+}
+
+/// CPU seconds spent since `before`, per process.
+fn cpu_since(before: &[f64], controller: u32) -> Vec<f64> {
+    cpu_now(controller).iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
 struct Run {
     n: usize,
+    /// CPU seconds per process during the operator's run and the baseline's (as `cpu_now`).
+    cpu: Vec<f64>,
+    baseline_cpu: Vec<f64>,
     /// The operator's writes to the API by kind, over the run (`dialtone_api_writes_total`).
     writes: Vec<(String, u64)>,
     operator: Duration,
@@ -51,33 +79,63 @@ struct Run {
     reconciles: u64,
 }
 
-fn tsvc(i: usize) -> anyhow::Result<TelephonyService> {
-    let spec = serde_json::from_value(serde_json::json!({
-        "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
-        "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "bench" }
-    }))?;
-    Ok(TelephonyService::new(&format!("svc-{i}"), spec))
+/// One run's namespaces, its TelephonyServices spread over them in order.
+struct Namespaces {
+    all: Vec<TestNamespace>,
+    per: usize,
+    /// The run's `RUN_LABEL` value.
+    run: String,
 }
 
-async fn namespace(prefix: &str) -> anyhow::Result<TestNamespace> {
-    let ns = TestNamespace::create(prefix).await;
-    let secret = Secret {
-        metadata: ObjectMeta { name: Some("telnyx".into()), ..Default::default() },
-        string_data: Some([("apiKey".to_string(), "bench-key".to_string())].into()),
-        ..Default::default()
-    };
-    ns.api::<Secret>().create(&PostParams::default(), &secret).await?;
-    Ok(ns)
+impl Namespaces {
+    async fn create(prefix: &str, n: usize, per: usize) -> anyhow::Result<Namespaces> {
+        let per = per.clamp(1, n.max(1));
+        let mut all = vec![];
+        for _ in 0..n.div_ceil(per).max(1) {
+            let ns = TestNamespace::create(prefix).await;
+            let secret = Secret {
+                metadata: ObjectMeta { name: Some("telnyx".into()), ..Default::default() },
+                string_data: Some([("apiKey".to_string(), "bench-key".to_string())].into()),
+                ..Default::default()
+            };
+            ns.api::<Secret>().create(&PostParams::default(), &secret).await?;
+            all.push(ns);
+        }
+        let run = all[0].name.clone();
+        Ok(Namespaces { all, per, run })
+    }
+
+    /// The namespace of service `i`.
+    fn of(&self, i: usize) -> &TestNamespace {
+        &self.all[(i / self.per).min(self.all.len() - 1)]
+    }
+
+    fn tsvc(&self, i: usize) -> anyhow::Result<TelephonyService> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
+            "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "bench" }
+        }))?;
+        let mut t = TelephonyService::new(&format!("svc-{i}"), spec);
+        t.metadata.namespace = Some(self.of(i).name.clone());
+        t.metadata.labels = Some([(RUN_LABEL.to_string(), self.run.clone())].into());
+        Ok(t)
+    }
+
+    fn selector(&self) -> String {
+        format!("{RUN_LABEL}={}", self.run)
+    }
 }
 
-/// Waits until `n` TelephonyServices in `api` report Ready (from a watch, not by polling).
-async fn all_ready(api: Api<TelephonyService>, n: usize, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until the run's `n` TelephonyServices report Ready (from a watch, not by polling).
+async fn all_ready(ns: &Namespaces, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let api = Api::<TelephonyService>::all(ns.all[0].client.clone());
     let mut ready = HashSet::new();
-    let mut events = watcher(api, watcher::Config::default()).applied_objects().boxed();
+    let config = watcher::Config::default().labels(&ns.selector());
+    let mut events = watcher(api, config).applied_objects().boxed();
     tokio::time::timeout(timeout, async {
         while let Some(t) = events.try_next().await? {
             if t.status.as_ref().is_some_and(|s| s.phase == Phase::Ready) {
-                ready.insert(t.name_any());
+                ready.insert((t.namespace(), t.name_any()));
             }
             if ready.len() >= n {
                 return Ok(());
@@ -89,26 +147,26 @@ async fn all_ready(api: Api<TelephonyService>, n: usize, timeout: Duration) -> a
     .map_err(|_| anyhow::anyhow!("{} of {n} Ready after {timeout:?}", ready.len()))?
 }
 
-/// Deletes a run's namespace and waits until it is gone, so the next run starts on a quiet cluster
-/// (garbage-collecting a thousand Deployments and their pods takes a while).
-async fn drain(ns: TestNamespace) {
-    let (client, name) = (ns.client.clone(), ns.name.clone());
-    ns.delete().await;
+/// Deletes a run's namespaces and waits until they are gone, so the next run starts on a quiet
+/// cluster (garbage-collecting a thousand Deployments and their pods takes a while).
+async fn drain(ns: Namespaces) {
+    let client = ns.all[0].client.clone();
+    let names: Vec<String> = ns.all.iter().map(|n| n.name.clone()).collect();
+    for n in ns.all {
+        n.delete().await;
+    }
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
     let deadline = Instant::now() + Duration::from_secs(600);
-    while Instant::now() < deadline && namespaces.get_opt(&name).await.ok().flatten().is_some() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    for name in names {
+        while Instant::now() < deadline && namespaces.get_opt(&name).await.ok().flatten().is_some() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 
 /// (user + system CPU time in ms, RSS in MiB) of a process, from /proc.
 fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    let cpu_ms = (ticks(11) + ticks(12)) * 10.0; // USER_HZ is 100 on Linux
-    (cpu_ms, crate::stats::rss_mib(pid))
+    (crate::stats::cpu_seconds(pid) * 1000.0, crate::stats::rss_mib(pid))
 }
 
 async fn reconciles(admin: &str) -> u64 {
@@ -133,7 +191,7 @@ async fn writes(admin: &str) -> Vec<(String, u64)> {
 
 /// The operator converging `n` services; returns the time, RSS at 0 services, and the run's figures.
 async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
-    let ns = namespace("bench-conv-op").await?;
+    let ns = Namespaces::create("bench-conv-op", n, args.per_namespace).await?;
     let port = testing::free_port();
     let admin = format!("http://127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(&args.operator)
@@ -143,8 +201,8 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
             "--leader-elect=false",
             "--ask-workers=false",
             "--log-format=json",
-            "--namespace",
-            &ns.name,
+            "--selector",
+            &ns.selector(),
         ])
         .arg(format!("--admin-addr=127.0.0.1:{port}"))
         .env("KUBECONFIG", testing::kubeconfig_path())
@@ -160,19 +218,19 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (cpu_before, rss_empty) = usage(pid);
 
-    let api = ns.api::<TelephonyService>();
+    let cpu_start = cpu_now(pid);
     let started = Instant::now();
-    let waiter = tokio::spawn(all_ready(api.clone(), n, Duration::from_secs(args.timeout_secs)));
-    stream::iter(0..n)
+    let waiter = all_ready(&ns, n, Duration::from_secs(args.timeout_secs));
+    let creates = stream::iter(0..n)
         .map(|i| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &tsvc(i)?).await.map_err(anyhow::Error::from) }
+            let (api, t) = (ns.of(i).api::<TelephonyService>(), ns.tsvc(i));
+            async move { api.create(&PostParams::default(), &t?).await.map_err(anyhow::Error::from) }
         })
         .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    waiter.await??;
+        .try_collect::<Vec<_>>();
+    tokio::try_join!(waiter, creates)?;
     let took = started.elapsed();
+    let cpu = cpu_since(&cpu_start, pid);
     tokio::time::sleep(Duration::from_secs(2)).await; // let the last status writes settle
     let (cpu_after, rss) = usage(pid);
     let count = reconciles(&admin).await;
@@ -181,6 +239,8 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
     drain(ns).await;
     let run = Run {
         n,
+        cpu,
+        baseline_cpu: vec![],
         writes,
         operator: took,
         baseline: None,
@@ -192,31 +252,35 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
 }
 
 /// The baseline: the same objects and statuses written directly, with no operator logic.
-async fn baseline(args: &Args, n: usize) -> anyhow::Result<Duration> {
-    let ns = namespace("bench-conv-base").await?;
-    let tsvcs = ns.api::<TelephonyService>();
-    let deployments = ns.api::<Deployment>();
-    let services = ns.api::<Service>();
+async fn baseline(args: &Args, n: usize) -> anyhow::Result<(Duration, Vec<f64>)> {
+    let ns = Namespaces::create("bench-conv-base", n, args.per_namespace).await?;
+    let client = ns.all[0].client.clone();
     let pp = PatchParams::apply("dialtone-bench-baseline").force();
+    let cpu_start = cpu_now(std::process::id());
     let started = Instant::now();
 
     // Each Deployment that becomes available gets its TelephonyService's Ready status.
-    let watch_api = deployments.clone();
-    let status_api = tsvcs.clone();
+    let ours: HashSet<String> = ns.all.iter().map(|n| n.name.clone()).collect();
+    let (watch_api, status_client) = (Api::<Deployment>::all(client.clone()), client.clone());
     let timeout = Duration::from_secs(args.timeout_secs);
-    let marker = tokio::spawn(async move {
+    let marker = async move {
         let mut done = HashSet::new();
         let mut events = watcher(watch_api, watcher::Config::default()).applied_objects().boxed();
         tokio::time::timeout(timeout, async {
             while let Some(d) = events.try_next().await? {
                 let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
                 let owner = d.owner_references().first().map(|o| o.name.clone()).unwrap_or_default();
-                if ready >= 1 && !owner.is_empty() && done.insert(owner.clone()) {
+                let namespace = d.namespace().unwrap_or_default();
+                if ready < 1 || owner.is_empty() || !ours.contains(&namespace) {
+                    continue;
+                }
+                if done.insert((namespace.clone(), owner.clone())) {
                     let status = serde_json::json!({ "status": {
                         "phase": "Ready", "observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
                         "ready": "1/1", "restarts": "0/3", "message": "1/1 workers ready",
                     }});
-                    status_api.patch_status(&owner, &PatchParams::default(), &Patch::Merge(&status)).await?;
+                    let api = Api::<TelephonyService>::namespaced(status_client.clone(), &namespace);
+                    api.patch_status(&owner, &PatchParams::default(), &Patch::Merge(&status)).await?;
                     if done.len() >= n {
                         return Ok(());
                     }
@@ -226,27 +290,27 @@ async fn baseline(args: &Args, n: usize) -> anyhow::Result<Duration> {
         })
         .await
         .map_err(|_| anyhow::anyhow!("baseline: timed out after {timeout:?}"))?
-    });
-    stream::iter(0..n)
+    };
+    let writes = stream::iter(0..n)
         .map(|i| {
-            let (tsvcs, deployments, services, pp) =
-                (tsvcs.clone(), deployments.clone(), services.clone(), &pp);
+            let (at, pp) = (ns.of(i), &pp);
+            let t = ns.tsvc(i);
             async move {
-                let t = tsvcs.create(&PostParams::default(), &tsvc(i)?).await?;
+                let t = at.api::<TelephonyService>().create(&PostParams::default(), &t?).await?;
                 let d = desired::deployment(&t, t.spec.replicas);
-                deployments.patch(&d.name_any(), pp, &Patch::Apply(&d)).await?;
+                at.api::<Deployment>().patch(&d.name_any(), pp, &Patch::Apply(&d)).await?;
                 let s = desired::service(&t);
-                services.patch(&s.name_any(), pp, &Patch::Apply(&s)).await?;
+                at.api::<Service>().patch(&s.name_any(), pp, &Patch::Apply(&s)).await?;
                 anyhow::Ok(())
             }
         })
         .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    marker.await??;
+        .try_collect::<Vec<_>>();
+    tokio::try_join!(marker, writes)?;
     let took = started.elapsed();
+    let cpu = cpu_since(&cpu_start, std::process::id());
     drain(ns).await;
-    Ok(took)
+    Ok((took, cpu))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -260,13 +324,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rss_empty = empty;
         }
         if n <= args.baseline_up_to {
-            run.baseline = Some(baseline(&args, n).await?);
+            let (took, cpu) = baseline(&args, n).await?;
+            (run.baseline, run.baseline_cpu) = (Some(took), cpu);
         }
         eprintln!("N={n}: operator {:?}, baseline {:?}", run.operator, run.baseline);
         runs.push(run);
     }
 
     println!("\n## Convergence at scale (N TelephonyServices created at once, until all are Ready)\n");
+    if args.per_namespace < usize::MAX {
+        println!("Spread over namespaces of at most {} services each.\n", args.per_namespace);
+    } else {
+        println!("All in one namespace.\n");
+    }
     println!("| N | operator | baseline: direct writes, no operator logic | operator throughput / baseline | operator ms per service |");
     println!("| --- | --- | --- | --- | --- |");
     for r in &runs {
@@ -287,6 +357,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let kinds: Vec<String> = r.writes.iter().map(|(k, v)| format!("{k} {:.2}", per(*v))).collect();
         println!("| {} | {:.2} | {} |", r.n, per(total), kinds.join(", "));
     }
+    println!("\n## Where the CPU went, create to Ready (CPU seconds; 2 cores give 2 per second)\n");
+    println!("| N | run | wall | apiserver | etcd | controller-manager | scheduler | node | the controller | all / (wall × 2) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in &runs {
+        cpu_row(r.n, "operator", r.operator, &r.cpu);
+        if let Some(b) = r.baseline {
+            cpu_row(r.n, "baseline", b, &r.baseline_cpu);
+        }
+    }
     println!("\n## Operator memory and CPU\n");
     println!("RSS 2 s after the last service is Ready (the operator's code is most of the RSS at 0).\n");
     println!("| services | RSS | reconciliations | CPU per reconciliation |");
@@ -296,4 +375,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("| {} | {:.1} MiB | {} | {:.2} ms |", r.n, r.rss_mib, r.reconciles, r.cpu_ms_per_reconcile);
     }
     Ok(())
+}
+
+/// One row of the CPU table: seconds per process and how busy the 2 cores were.
+fn cpu_row(n: usize, run: &str, wall: Duration, cpu: &[f64]) {
+    let cells: Vec<String> = cpu.iter().map(|c| format!("{c:.1}")).collect();
+    let busy = cpu.iter().sum::<f64>() / (wall.as_secs_f64() * 2.0).max(f64::EPSILON);
+    println!("| {n} | {run} | {:.1} s | {} | {:.0} % |", wall.as_secs_f64(), cells.join(" | "), busy * 100.0);
 }

@@ -69,16 +69,6 @@ fn pod(i: usize, port: u16) -> anyhow::Result<Pod> {
     }))?)
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 of stat(5); 3 is the first after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 async fn beating(metrics_url: &str) -> Option<usize> {
     let (_, text) = testing::get(metrics_url).await?;
     text.lines().find_map(|l| l.strip_prefix("dialtone_readiness_heartbeat_beating ")?.trim().parse().ok())
@@ -130,9 +120,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await;
     let all_beating = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = crate::stats::cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let cpu = (cpu_seconds(pid) - cpu_before) / args.seconds as f64;
+    let cpu = (crate::stats::cpu_seconds(pid) - cpu_before) / args.seconds as f64;
     let full = rss_mib(pid);
     let _ = readiness.kill().await;
     ns.delete().await;

@@ -45,22 +45,25 @@ fn wrk(url: &str, a: &Args, connections: u32) -> anyhow::Result<Wrk> {
     Ok(Wrk { rps: field("Requests/sec:").parse().unwrap_or(0.0), p50: field("50%"), p99: field("99%") })
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let ns = TestNamespace::create("bench-ready").await;
-    crate::crd::install(&ns.client).await?;
+/// The status every service starts with: Ready, one worker.
+pub fn ready_status(message: &str) -> serde_json::Value {
+    serde_json::json!({ "status": {
+        "phase": "Ready", "observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "ready": "1/1",
+        "restarts": "0/3", "message": message, "endpoint": "http://x-worker.bench.svc:8080",
+        "restartBudget": { "used": 0, "max": 3, "windowSeconds": 600 }
+    }})
+}
 
-    // N services with a Ready status (written directly: this measures the readiness service only).
+/// `n` TelephonyServices `svc-0`.. with a Ready status, written directly (no operator): what is
+/// measured is the readiness service alone.
+pub async fn ready_services(ns: &TestNamespace, n: usize) -> anyhow::Result<Vec<String>> {
     let api = ns.api::<TelephonyService>();
     let spec: telephony_operator::crd::TelephonyServiceSpec = serde_json::from_value(serde_json::json!({
         "image": "registry.example.com/dialtone/telephony-pod:0.1.0",
         "telnyx": { "apiKeySecretRef": { "name": "telnyx" }, "connectionId": "bench" }
     }))?;
-    let status = serde_json::json!({ "status": {
-        "phase": "Ready", "observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "ready": "1/1",
-        "restarts": "0/3", "message": "1/1 workers ready", "endpoint": "http://x-worker.bench.svc:8080",
-        "restartBudget": { "used": 0, "max": 3, "windowSeconds": 600 }
-    }});
-    let names: Vec<String> = (0..args.services).map(|i| format!("svc-{i}")).collect();
+    let status = ready_status("1/1 workers ready");
+    let names: Vec<String> = (0..n).map(|i| format!("svc-{i}")).collect();
     for chunk in names.chunks(50) {
         futures::future::try_join_all(chunk.iter().map(|n| {
             let (api, spec, status) = (api.clone(), spec.clone(), status.clone());
@@ -71,16 +74,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }))
         .await?;
     }
+    Ok(names)
+}
 
+/// The readiness service (`operator readiness`) on a free loopback port, over `namespace`,
+/// without heartbeats (there are no worker pods).
+pub fn start(operator: &str, namespace: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
     let port = testing::free_port();
-    let mut child = tokio::process::Command::new(&args.operator)
+    let child = tokio::process::Command::new(operator)
         .args([
             "readiness",
             "--log-format=json",
             "--namespaces",
-            &ns.name,
+            namespace,
             &format!("--addr=127.0.0.1:{port}"),
-            // Statuses without worker pods: this measures the answers alone.
             "--worker-heartbeat=false",
         ])
         .env("KUBECONFIG", testing::kubeconfig_path())
@@ -88,8 +95,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let last =
-        format!("http://127.0.0.1:{port}/v1/status/{}/svc-{}", ns.name, args.services.saturating_sub(1));
+    Ok((child, port))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ns = TestNamespace::create("bench-ready").await;
+    crate::crd::install(&ns.client).await?;
+
+    let names = ready_services(&ns, args.services).await?;
+    let (mut child, port) = start(&args.operator, &ns.name)?;
+    let last = format!("http://127.0.0.1:{port}/v1/status/{}/{}", ns.name, names[names.len() - 1]);
     wait_until(Duration::from_secs(60), "readiness serving every service", || async {
         (testing::get(&last).await?.0 == 200).then_some(())
     })

@@ -88,11 +88,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let selector = format!("selector=bench={label}");
     // A release of its own (ClusterRoles are cluster-wide: an earlier run's would conflict).
     let release = system.name.replace("e2e-", "r");
-    let mut helm = vec!["install", &release, &chart, "-n", &system.name, "--wait", "--timeout", "180s"];
+    let mut helm =
+        vec!["install", &release, &chart, "-n", &system.name, "--wait=legacy", "--timeout", "180s"];
     for set in std::iter::once(&selector).chain(&args.chart_sets) {
         helm.extend(["--set", set]);
     }
-    tool("helm", &helm, None).map_err(|e| anyhow::anyhow!("helm install: {e}"))?;
+    tool("helm", &helm, None)
+        .map_err(|e| anyhow::anyhow!("helm install: {e}\n{}", testing::namespace_report(&system.name)))?;
     let readiness_ip = tool(
         "kubectl",
         &[
@@ -132,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     app.api::<TelephonyService>().delete("bench", &DeleteParams::default()).await?;
     let applies = apply_samples(&app, &label, args.applies).await?;
     let memory = memory(&app, &system, &label, args.services).await?;
-    let _ = tool("helm", &["uninstall", &release, "-n", &system.name, "--wait"], None);
+    let _ = tool("helm", &["uninstall", &release, "-n", &system.name, "--wait=legacy"], None);
     app.delete().await;
     system.delete().await;
 

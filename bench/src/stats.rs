@@ -28,6 +28,16 @@ pub fn rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
+/// User and system CPU time of a process, in seconds, from /proc (USER_HZ is 100 on Linux).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

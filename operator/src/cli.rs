@@ -82,8 +82,9 @@ pub struct LeaseArgs {
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// Ask a running but not-Ready worker's /readyz why, to quote it in the status (needs to reach
-    /// the worker pods). Off for the simulated node, whose pod IPs lead nowhere.
+    /// Ask a running but not-Ready worker's /readyz why, to quote it in the status, and a draining
+    /// one how its drain goes (`drainingCalls`, `DrainTimeout` Events). Needs to reach the worker
+    /// pods. Off for the simulated node, whose pod IPs lead nowhere.
     #[arg(long, env = "DIALTONE_ASK_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub ask_workers: bool,
 }

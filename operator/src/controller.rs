@@ -109,12 +109,22 @@ where
     let health = health.clone();
     let stream = reflector::reflector(
         writer,
-        watcher(api, config.page_size(LIST_PAGE_SIZE)).default_backoff().modify(slim.unwrap_or(|_| {})),
+        watcher(api, fresh_lists(config))
+            .backoff(dialtone_api::watch::backoff())
+            .modify(slim.unwrap_or(|_| {})),
     )
     .inspect(move |event| health.watch_result(slot, event.is_ok()))
     .touched_objects()
     .boxed();
     (store, stream)
+}
+
+/// Lists read etcd, not the apiserver's watch cache (kube's default, `Any`), which can trail it:
+/// in the chaos runs a new leader listed a Deployment its predecessor had just created as missing,
+/// and announced `Created` a second time. A stale list could as well recount a failure the last
+/// leader had recorded. One quorum list per (re)start, in pages, costs little.
+fn fresh_lists(config: watcher::Config) -> watcher::Config {
+    config.page_size(LIST_PAGE_SIZE).list_semantic(watcher::ListSemantic::MostRecent)
 }
 
 /// The operator's four watches and their caches.
@@ -367,5 +377,17 @@ fn warn_user(tsvc: &Arc<TelephonyService>, error: &Error, ctx: &Arc<Context>) {
         let (tsvc, ctx) = (tsvc.clone(), ctx.clone());
         let event = Announcement { severity: Severity::Warning, reason, note };
         tokio::spawn(async move { act::publish(&ctx, &tsvc, &[event]).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_leader_decides_from_lists_as_fresh_as_etcd() {
+        let config = fresh_lists(watcher::Config::default().labels("a=b"));
+        assert_eq!(config.list_semantic, watcher::ListSemantic::MostRecent);
+        assert_eq!((config.page_size, config.label_selector.as_deref()), (Some(LIST_PAGE_SIZE), Some("a=b")));
     }
 }

@@ -50,7 +50,8 @@ pub struct PodObservation {
     pub waiting: Option<(String, String)>,
     /// The pod's IP, where the worker can be asked why it is not Ready.
     pub ip: Option<String>,
-    /// Why a running worker is not Ready, in its own words (filled by `worker_readiness`).
+    /// Why a running worker is not Ready, in its own words (filled by `worker_readiness`); for a
+    /// draining one, what its drain has done.
     pub not_ready_reason: Option<String>,
     /// A draining worker's live calls, as it counts them (filled by `worker_readiness`).
     pub active_calls: Option<u32>,
@@ -112,14 +113,15 @@ impl PodObservation {
     }
 }
 
-/// Draining workers that ended live calls at their drain timeout, with the worker's own words
-/// (its termination message).
+/// Draining workers that ended live calls at their drain timeout, with the worker's own words:
+/// its draining `/readyz` answer, or its termination message.
 pub fn drain_cuts(pods: &[PodObservation]) -> Vec<(String, String)> {
+    let cut = |w: &&str| w.starts_with(crate::names::DRAIN_TIMEOUT_MESSAGE);
     pods.iter()
         .filter(|p| p.deleting)
         .filter_map(|p| {
             let words =
-                p.last_words.as_deref().filter(|w| w.starts_with(crate::names::DRAIN_TIMEOUT_MESSAGE))?;
+                [&p.not_ready_reason, &p.last_words].into_iter().flatten().map(String::as_str).find(cut)?;
             Some((p.name.clone(), words.to_string()))
         })
         .collect()

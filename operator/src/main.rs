@@ -67,7 +67,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let app = admin::router(health.clone(), Arc::new(registry));
     let admin_stop = stopped(stop_rx.clone());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(admin_stop).await {
+        let limits = dialtone_serving::Limits::default();
+        if let Err(e) = dialtone_serving::serve(listener, app, limits, admin_stop).await {
             tracing::error!(error = %e, "admin server failed");
         }
     });
@@ -83,7 +84,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity.clone(),
             duration_secs: args.lease.lease_duration,
         };
-        let rx = leader::elect(client.clone(), election).await.context("starting leader election")?;
+        let rx = leader::elect(client.clone(), election).await;
         tracing::info!(%identity, lease = %args.lease.lease_name, "waiting to lead");
         Some(rx)
     } else {

@@ -3,7 +3,8 @@
 //! but not-Ready worker's `/readyz` itself, and the answer (e.g. "Telnyx check failed: …") goes into
 //! the status message and so the readiness answer. A draining worker (its pod being deleted) is
 //! asked too: its 503 says how many live calls it still holds (`activeCalls`), for the status'
-//! `drainingCalls`. A question that fails is just no answer.
+//! `drainingCalls`, and once its drain timeout has ended calls, how many (for the `DrainTimeout`
+//! Event; it waits for this ask before it exits). A question that fails is just no answer.
 
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use crate::liveness::PodObservation;
 /// A worker answers /readyz from memory in well under a millisecond; a hung one must not hold up
 /// the reconcile.
 const TIMEOUT: Duration = Duration::from_millis(500);
+/// Marks the question as the operator's: a draining worker that ended calls waits for it (the
+/// kubelet's probes don't count). The worker's `readiness::OPERATOR_ASKS`.
+const ASKER: &str = "x-dialtone-asker";
 /// Longest reason kept (status and Events stay small).
 const MAX_REASON: usize = 200;
 
@@ -27,8 +31,8 @@ pub struct Answer {
     pub active_calls: Option<u32>,
 }
 
-/// Fills `not_ready_reason` of the running, not-Ready pods and `active_calls` of the draining ones
-/// (asked concurrently).
+/// Fills `not_ready_reason` of the running pods that are not Ready or draining (for a draining one,
+/// what its drain says), and `active_calls` of the draining ones (asked concurrently).
 pub async fn explain(pods: &mut [PodObservation], port: i32) {
     let asks = pods.iter().map(|p| async move {
         let ip = p.ip.as_deref().filter(|_| p.running && (p.deleting || !p.ready))?;
@@ -39,9 +43,8 @@ pub async fn explain(pods: &mut [PodObservation], port: i32) {
         let answer = answer.unwrap_or_default();
         if pod.deleting {
             pod.active_calls = answer.active_calls;
-        } else {
-            pod.not_ready_reason = answer.reason;
         }
+        pod.not_ready_reason = answer.reason;
     }
 }
 
@@ -50,7 +53,11 @@ async fn ask(ip: &str, port: u16) -> Option<Answer> {
         let stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
         let connection = tokio::spawn(conn);
-        let request = hyper::Request::get("/readyz").header("host", ip).body(Empty::<Bytes>::new()).ok()?;
+        let request = hyper::Request::get("/readyz")
+            .header("host", ip)
+            .header(ASKER, "telephony-operator")
+            .body(Empty::<Bytes>::new())
+            .ok()?;
         let response = sender.send_request(request).await.ok()?;
         let not_ready = response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE;
         let body = Limited::new(response.into_body(), 4096).collect().await.ok()?.to_bytes();

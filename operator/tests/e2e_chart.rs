@@ -251,12 +251,22 @@ struct Installed {
 
 async fn install(ns: &str, release: &str, sets: &[String]) -> Installed {
     let chart = chart();
-    let mut args =
-        vec!["install", release, &chart, "-n", ns, "--create-namespace", "--wait", "--timeout", "180s"];
+    let mut args = vec![
+        "install",
+        release,
+        &chart,
+        "-n",
+        ns,
+        "--create-namespace",
+        "--wait=legacy",
+        "--timeout",
+        "180s",
+    ];
     for s in sets {
         args.extend(["--set", s]);
     }
-    let notes = helm(&args).unwrap_or_else(|e| panic!("helm install: {e}"));
+    let notes =
+        helm(&args).unwrap_or_else(|e| panic!("helm install: {e}\n{}", testing::namespace_report(ns)));
     assert!(notes.contains("kubectl get tsvc -A"), "NOTES tell how to check status: {notes}");
     let full = format!("{release}-dialtone");
     let ip =
@@ -435,7 +445,7 @@ impl Installed {
     /// CRDs).
     async fn uninstall(self) {
         let Installed { release, ns, .. } = self;
-        helm(&["uninstall", &release, "-n", &ns, "--wait", "--timeout", "60s"])
+        helm(&["uninstall", &release, "-n", &ns, "--wait=legacy", "--timeout", "60s"])
             .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
         let namespaced = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,configmaps";
         wait_until(Duration::from_secs(60), "no orphans after helm uninstall", || async {
@@ -565,7 +575,7 @@ async fn cluster_wide_install_supervises_under_its_own_rbac_then_upgrades_and_un
         "--reuse-values",
         "--set",
         "operator.leaseDurationSeconds=20",
-        "--wait",
+        "--wait=legacy",
         "--timeout",
         "120s",
     ])

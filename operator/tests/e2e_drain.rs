@@ -247,6 +247,11 @@ async fn a_scale_in_drains_one_worker_at_a_time_and_ends_a_call_that_outlives_th
         (data["call"]["hangupCause"].as_str(), data["call"]["hangupSource"].as_str()),
         (Some("drain_timeout"), Some("worker"))
     );
+    // The worker said so on /readyz and waited for the operator to ask, so the Event is certain.
+    let cut = wait_events(&s.ns, "DrainTimeout").await;
+    let note = cut[0].note.clone().unwrap_or_default();
+    assert_eq!(cut.len(), 1, "once: {note}");
+    assert!(note.starts_with(&format!("worker pod {pod}: drain timeout: ended 1 live call ")), "{note}");
     s.exited(&pod, 30).await;
 
     let (staying, staying_url, staying_call, _) = &calls[0];

@@ -52,7 +52,7 @@ impl Scene {
 /// Kubelet Events about one pod with `reason` (core/v1 Events, read through events.k8s.io/v1),
 /// once one contains `text`: the kubelet records them asynchronously, after the status.
 async fn pod_events(ns: &TestNamespace, pod: &str, reason: &str, text: &str) -> Vec<String> {
-    wait_until(Duration::from_secs(20), &format!("a {reason} event saying {text:?}"), || async {
+    wait_until(Duration::from_secs(30), &format!("a {reason} event saying {text:?}"), || async {
         let notes: Vec<String> = events(ns, reason)
             .await
             .into_iter()

@@ -25,6 +25,14 @@ fn our_write(d: &Deployment) -> (Option<String>, Option<i64>) {
     (time.and_then(|m| m.time.as_ref().map(|t| t.0.to_string())), d.metadata.generation)
 }
 
+/// The notes of the operator's `Created` Events (the kubelet's say "Created container …" of pods).
+async fn created(ns: &testing::TestNamespace) -> Vec<String> {
+    let ours = |e: &k8s_openapi::api::events::v1::Event| {
+        e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("TelephonyService")
+    };
+    events(ns, "Created").await.into_iter().filter(ours).filter_map(|e| e.note).collect()
+}
+
 #[tokio::test]
 async fn a_service_becomes_ready_and_survives_one_crash() {
     let ns = setup("ready").await;
@@ -76,6 +84,25 @@ async fn a_service_becomes_ready_and_survives_one_crash() {
     // (No Degraded event is promised here: a kubelet that restarts the worker and sees it Ready
     // before the operator's next look leaves Ready → Ready with the failure recorded.)
     wait_events(&ns, "PodRestarted").await;
+    assert_eq!(created(&ns).await, vec!["created Deployment and Service calls-worker".to_string()]);
+
+    // The Deployment deleted by hand: made again, said once more, and its deleted pod is no failure.
+    let uid = deployment.uid();
+    ns.api::<Deployment>().delete("calls-worker", &Default::default()).await.expect("delete Deployment");
+    wait_until(Duration::from_secs(30), "a new worker Deployment", || async {
+        let d = ns.api::<Deployment>().get_opt("calls-worker").await.ok().flatten()?;
+        (d.uid() != uid).then_some(())
+    })
+    .await;
+    wait_status(&ns, "calls", 60, "Ready with the new Deployment", |s| {
+        s.phase == Phase::Ready && s.restart_budget.as_ref().is_some_and(|b| b.used == 1)
+    })
+    .await;
+    let notes = wait_until(Duration::from_secs(10), "a second Created event", || async {
+        Some(created(&ns).await).filter(|notes| notes.len() >= 2)
+    })
+    .await;
+    assert!(notes.contains(&"created Deployment calls-worker".to_string()), "{notes:?}");
     ns.delete().await;
 }
 

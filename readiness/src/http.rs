@@ -24,6 +24,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{now_ms, AppState, Change};
 use crate::names::dns_subdomain;
+use crate::openapi::{ErrorBody, Refused, StatusList};
+use crate::view::StatusView;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -59,14 +61,13 @@ impl Metrics {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut app = Router::new()
-        .route("/", get(dashboard))
-        .route("/v1/status", get(list))
-        .route("/v1/status/{namespace}/{name}", get(one))
-        .route("/v1/watch", get(watch))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let (routes, doc) = documented();
+    let doc = Arc::new(crate::openapi::json(&doc));
+    let mut app = routes
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.to_string()) }),
+        )
         .fallback(|| async {
             error(StatusCode::NOT_FOUND, "no such route; see GET /v1/status/{namespace}/{name}")
         })
@@ -84,6 +85,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     }
     app.with_state(state)
+}
+
+/// The routes and their OpenAPI document, registered together (`utoipa-axum`), so neither can
+/// have what the other lacks.
+pub fn documented() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(dashboard))
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(watch))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -133,6 +150,24 @@ fn respond(
     res
 }
 
+/// One service's answer: 200 when the app may send calls, else 503 with `Retry-After` (and the
+/// same body), or 304 when the `If-None-Match` ETag is current.
+#[utoipa::path(get, path = "/v1/status/{namespace}/{name}", tag = "status",
+    params(
+        ("namespace" = String, Path, description = "The TelephonyService's namespace", example = "shop",
+            max_length = 253, pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"),
+        ("name" = String, Path, description = "The TelephonyService's name", example = "calls",
+            max_length = 253, pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"),
+        ("if-none-match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
+    responses(
+        (status = 200, body = StatusView, headers(("etag" = String))),
+        (status = 304, description = "Unchanged since the given ETag"),
+        (status = 404, body = ErrorBody, description = "No such service, or its namespace is not watched"),
+        (status = 503, body = StatusView, headers(("retry-after" = u64), ("etag" = String)),
+            description = "Not available now: `status` says why, `retryAfter` when to ask again"),
+        Refused,
+    ))]
 async fn one(
     State(st): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -175,34 +210,55 @@ async fn one(
     }
 }
 
+/// Every service this readiness service sees.
+#[utoipa::path(get, path = "/v1/status", tag = "status",
+    params(("if-none-match" = Option<String>, Header, description = "An ETag from an earlier answer")),
+    responses((status = 200, body = StatusList, headers(("etag" = String))),
+              (status = 304, description = "Unchanged since the given ETag"), Refused))]
 async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let all = st.all();
     cached_json(StatusCode::OK, &serde_json::json!({ "items": all }), &headers)
 }
 
-/// The current state of every service, then one event per change; heartbeats every 15 s.
+/// Server-sent events: `status` with every service's answer first, then one per change
+/// (`status`, `deleted`); a client that fell 1,024 changes behind gets `resync` and the stream
+/// ends, so it reconnects for a fresh snapshot;
+/// a comment line every 15 s keeps proxies from closing it.
+#[utoipa::path(get, path = "/v1/watch", tag = "status",
+    responses((status = 200, body = String, content_type = "text/event-stream"), Refused))]
 async fn watch(State(st): State<Arc<AppState>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = st.changes.subscribe();
     let snapshot: Vec<Event> =
         st.all().iter().filter_map(|v| Event::default().event("status").json_data(v).ok()).collect();
-    let updates = stream::unfold(rx, |mut rx| async move {
+    // A subscriber that fell a whole channel behind (1,024 changes) is told `resync` and the
+    // stream ends: it reconnects for a fresh snapshot (EventSource does, and so does the client),
+    // rather than being buffered for without bound.
+    let updates = stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
         let event = match rx.recv().await {
-            Ok(Change::Status(v)) => Event::default().event("status").json_data(&*v).ok(),
+            Ok(Change::Status(json)) => Some(Event::default().event("status").data(&*json)),
             Ok(Change::Deleted { namespace, name }) => Event::default()
                 .event("deleted")
                 .json_data(serde_json::json!({ "namespace": namespace, "name": name }))
                 .ok(),
-            // Too slow to keep up: tell the client to fetch /v1/status again.
-            Err(RecvError::Lagged(_)) => Some(Event::default().event("resync").data("{}")),
+            Err(RecvError::Lagged(missed)) => {
+                let why = format!("too slow: {missed} changes missed; reconnect for a fresh snapshot");
+                let resync = Event::default().event("resync").json_data(serde_json::json!({ "reason": why }));
+                return Some((resync.ok(), None));
+            }
             Err(RecvError::Closed) => return None,
         };
-        Some((event, rx))
+        Some((event, Some(rx)))
     })
     .filter_map(|e| async move { e });
     let events = stream::iter(snapshot).chain(updates).map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
 }
 
+/// Ready to answer: 503 while the watch of the Kubernetes API can't be trusted.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain"),
+              (status = 503, body = ErrorBody), Refused))]
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.freshness.is_stale(now_ms()) {
         error(
@@ -214,6 +270,9 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text"), Refused))]
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.stale.set(i64::from(st.freshness.is_stale(now_ms())));
     st.metrics
@@ -227,6 +286,16 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Alive (the kubelet's liveness probe).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain"), Refused))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The live dashboard (HTML; it follows `/v1/watch`).
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/html"), Refused))]
 async fn dashboard() -> Response {
     (
         [
@@ -277,6 +346,10 @@ mod tests {
     }
 
     fn app(objects: Vec<TelephonyService>, fresh: bool) -> Router {
+        router(state(objects, fresh))
+    }
+
+    fn state(objects: Vec<TelephonyService>, fresh: bool) -> Arc<AppState> {
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
         for o in objects {
@@ -288,7 +361,7 @@ mod tests {
             freshness.set_synced();
             freshness.watch_event(true, now_ms());
         }
-        router(Arc::new(AppState {
+        Arc::new(AppState {
             answers: Default::default(),
             scopes: vec![(None, store)],
             freshness,
@@ -297,7 +370,7 @@ mod tests {
             cors_origins: vec!["https://app.example.com".into()],
             heartbeats: None,
             primaries: Default::default(),
-        }))
+        })
     }
 
     async fn call(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> Response {
@@ -358,6 +431,11 @@ mod tests {
             ("GET", "/v1/status/shop/calls?verbose=1", StatusCode::BAD_REQUEST),
             ("POST", "/v1/status/shop/calls", StatusCode::METHOD_NOT_ALLOWED),
             ("GET", "/v2/anything", StatusCode::NOT_FOUND),
+            // Path traversal: an encoded name is still one segment, and not a Kubernetes name.
+            ("GET", "/v1/status/..%2F..%2Fetc/passwd", StatusCode::BAD_REQUEST),
+            ("GET", "/v1/status/%2e%2e/calls", StatusCode::BAD_REQUEST),
+            ("GET", "/v1/status/shop/calls%00", StatusCode::BAD_REQUEST),
+            ("GET", "/v1/status/shop/../../metrics", StatusCode::NOT_FOUND),
         ] {
             let res = call(&app, method, uri, &[]).await;
             assert_eq!(res.status(), want, "{method} {uri}");
@@ -383,6 +461,62 @@ mod tests {
         assert!(page.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
         let html = axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap();
         assert!(String::from_utf8_lossy(&html).contains("EventSource(\"/v1/watch\")"));
+    }
+
+    /// `GET /openapi.json` describes what is served: every documented operation is routed (no
+    /// fallback 404 or 405), and the answer's shape is among its schemas.
+    #[tokio::test]
+    async fn the_openapi_document_matches_the_routes() {
+        let app = app(vec![service(Phase::Ready, 1)], true);
+        let doc = json(call(&app, "GET", "/openapi.json", &[]).await).await;
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."), "{doc}");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut routed = vec![];
+        for (path, item) in paths {
+            assert_eq!(item.as_object().unwrap().keys().collect::<Vec<_>>(), ["get"], "{path}");
+            let uri = path.replace("{namespace}", "shop").replace("{name}", "calls");
+            if uri == "/v1/watch" {
+                continue; // never ends; routed, as the SSE tests show
+            }
+            let res = call(&app, "GET", &uri, &[]).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path} is documented but not served");
+            routed.push(path.clone());
+        }
+        assert_eq!(routed.len(), 6, "{routed:?}");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in ["StatusView", "StatusList", "ErrorBody", "Phase", "Word"] {
+            assert!(schemas.contains_key(name), "{name}: {:?}", schemas.keys().collect::<Vec<_>>());
+        }
+    }
+
+    /// A subscriber that falls a whole channel behind is told `resync`, and its stream ends (it
+    /// reconnects for a fresh snapshot); one that keeps up gets every change.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_and_closed() {
+        let st = state(vec![service(Phase::Ready, 1)], true);
+        let app = router(st.clone());
+        let body = |res: Response| res.into_body().into_data_stream();
+        let mut slow = body(call(&app, "GET", "/v1/watch", &[]).await);
+        let first = slow.next().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).starts_with("event: status"), "the snapshot first");
+        let v = Change::status(&st.all()[0]);
+        for _ in 0..17 {
+            st.changes.send(v.clone()).unwrap(); // capacity 16 here
+        }
+        let mut rest = String::new();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(2), slow.next()).await.unwrap() {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(rest.starts_with("event: resync\ndata: {\"reason\":\"too slow: 1 changes missed"), "{rest}");
+        assert_eq!(rest.matches("event:").count(), 1, "nothing after the resync: {rest}");
+
+        let mut keeping_up = body(call(&app, "GET", "/v1/watch", &[]).await);
+        keeping_up.next().await.unwrap().unwrap();
+        for _ in 0..3 {
+            st.changes.send(v.clone()).unwrap();
+            let chunk = keeping_up.next().await.unwrap().unwrap();
+            assert!(String::from_utf8_lossy(&chunk).starts_with("event: status"));
+        }
     }
 
     #[test]

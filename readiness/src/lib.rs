@@ -5,6 +5,7 @@
 mod freshness;
 pub mod heartbeat;
 mod http;
+pub mod openapi;
 pub mod view;
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,11 +32,32 @@ use crate::crd::TelephonyService;
 use heartbeat::Board;
 use view::{Heartbeats, StatusView};
 
+/// The readiness service's connection limits: 30 s for a request head, 16 KiB heads, 100
+/// headers, and 4,096 connections (each app replica holds one `/v1/watch` stream; the load test
+/// runs 1,000 of them).
+const LIMITS: dialtone_serving::Limits = dialtone_serving::Limits {
+    header_read_timeout: Duration::from_secs(30),
+    max_head_bytes: 16 * 1024,
+    max_connections: 4096,
+    write_timeout: Duration::from_secs(30),
+};
+
 /// What changed, for the SSE stream.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Status(Arc<StatusView>),
-    Deleted { namespace: String, name: String },
+    /// A service's new answer, as JSON: encoded once for every subscriber (with 1,000 of them,
+    /// encoding per subscriber was most of the readiness service's CPU).
+    Status(Arc<str>),
+    Deleted {
+        namespace: String,
+        name: String,
+    },
+}
+
+impl Change {
+    pub fn status(view: &StatusView) -> Change {
+        Change::Status(serde_json::to_string(view).unwrap_or_else(|_| "{}".into()).into())
+    }
 }
 
 /// Everything the HTTP layer reads.
@@ -149,7 +171,7 @@ impl AppState {
 
     /// Sends `t`'s new answer on the SSE stream, and those of the services it is the backup of.
     fn push(&self, t: &TelephonyService) {
-        let _ = self.changes.send(Change::Status(Arc::new(self.view_of(t))));
+        let _ = self.changes.send(Change::status(&self.view_of(t)));
         self.push_primaries_of(t);
     }
 
@@ -163,7 +185,7 @@ impl AppState {
                 .store_for(namespace)
                 .and_then(|s| s.get(&reflector::ObjectRef::new(name).within(namespace)))
             {
-                let _ = self.changes.send(Change::Status(Arc::new(self.view_of(&p))));
+                let _ = self.changes.send(Change::status(&self.view_of(&p)));
             }
         }
     }
@@ -258,7 +280,7 @@ pub async fn run(
         let stream = reflector::reflector(
             writer,
             watcher(api.clone(), watcher::Config::default().page_size(100))
-                .default_backoff()
+                .backoff(dialtone_api::watch::backoff())
                 .modify(keep_what_answers_need),
         );
         streams.push((api, stream.boxed()));
@@ -306,7 +328,7 @@ pub async fn run(
 
     let listener = tokio::net::TcpListener::bind(settings.addr).await?;
     tracing::info!(addr = %settings.addr, namespaces = ?settings.namespaces, heartbeat = settings.worker_heartbeat, "readiness service listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    dialtone_serving::serve(listener, router(state), LIMITS, shutdown).await?;
     Ok(())
 }
 
@@ -395,7 +417,7 @@ async fn push_staleness_flips(st: Arc<AppState>) {
         if stale != was_stale {
             tracing::info!(stale, "readiness data {}", if stale { "went stale" } else { "is fresh" });
             for v in st.all() {
-                let _ = st.changes.send(Change::Status(Arc::new(v)));
+                let _ = st.changes.send(Change::status(&v));
             }
             was_stale = stale;
         }

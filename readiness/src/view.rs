@@ -8,6 +8,7 @@
 use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::crd::{ConditionType, Phase, TelephonyService};
 
@@ -18,7 +19,7 @@ pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
 
 /// The one word the app branches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Word {
     Ready,
@@ -29,7 +30,7 @@ pub enum Word {
     Unknown,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Restarts {
     pub used: u32,
@@ -39,7 +40,7 @@ pub struct Restarts {
 }
 
 /// One failure of a worker pod, as the operator recorded it.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureView {
     /// `Error`, `OOMKilled`, `ErrImagePull`, `ReadinessTimeout`, ...
@@ -51,7 +52,7 @@ pub struct FailureView {
 }
 
 /// A failure inside the restart budget's window: when, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailureMark {
     pub reason: String,
@@ -59,7 +60,7 @@ pub struct FailureMark {
     pub at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub namespace: String,
@@ -97,14 +98,14 @@ pub struct StatusView {
     pub failover: Option<FailoverView>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     Primary,
     Backup,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverView {
     pub namespace: String,
@@ -115,7 +116,7 @@ pub struct FailoverView {
     pub endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DrainingWorker {
     pub pod: String,
@@ -309,6 +310,9 @@ pub fn with_failover(
     }
     primary
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,6 @@
 //! The worker's HTTP API. Every failure is a JSON error with a clear message; upstream trouble
 //! becomes 502/503/429 with `Retry-After`; nothing a client sends can produce a 500 or a panic.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,14 +13,13 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use tokio::sync::watch;
-
 use crate::calls::{routes as calls, Calls};
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::error::{ApiError, Body};
 use crate::input::{CallRequest, CredentialRequest};
 use crate::metrics::{Metrics, RequestLabels};
+use crate::readiness::Readiness;
 use crate::telnyx::{Dial, Telnyx};
 use crate::webhook::{self, Seen};
 
@@ -29,68 +27,6 @@ use crate::webhook::{self, Seen};
 /// `clientState` is written as JSON escapes (`\u00e9`: 6 bytes per byte), about 25 KiB; the
 /// fuzzer's just-too-long one (4097 emoji as surrogate pairs) is 49 KB, and must get its 400.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// Whether the worker should get traffic: the last Telnyx check, and shutdown. Shutdown has two
-/// steps: `shut_down` (SIGTERM: no new calls, live ones drain) and `stop` (drained: streams end,
-/// the server stops accepting).
-pub struct Readiness {
-    /// None until the first check; then Ok, or why it failed.
-    last_check: Mutex<Option<Result<(), String>>>,
-    shutting_down: AtomicBool,
-    stopped: watch::Sender<bool>,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Readiness {
-            last_check: Mutex::new(None),
-            shutting_down: AtomicBool::new(false),
-            stopped: watch::Sender::new(false),
-        }
-    }
-}
-
-impl Readiness {
-    pub fn record(&self, result: Result<(), String>) {
-        if let Ok(mut c) = self.last_check.lock() {
-            *c = Some(result);
-        }
-    }
-
-    pub fn shut_down(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// The drain is over: long-lived streams end and the server stops.
-    pub fn stop(&self) {
-        self.stopped.send_replace(true);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        *self.stopped.borrow()
-    }
-
-    /// Resolves once `stop` was called.
-    pub async fn stopped(&self) {
-        let mut rx = self.stopped.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
-    }
-
-    pub fn problem(&self) -> Option<String> {
-        if self.is_shutting_down() {
-            return Some("shutting down".into());
-        }
-        match self.last_check.lock().ok()?.clone() {
-            None => Some("waiting for the first Telnyx check".into()),
-            Some(Ok(())) => None,
-            Some(Err(why)) => Some(why),
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -257,16 +193,23 @@ async fn hangup(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
 }
 
 /// Ready for calls (the kubelet's readiness probe). 503 says why not; while draining, with
-/// `activeCalls`, the live calls the worker still holds.
+/// `activeCalls`, the live calls the worker still holds, and once the drain timeout has ended
+/// calls, its message says how many.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
+    params(("x-dialtone-asker" = Option<String>, Header,
+            description = "Set by the operator: a drain that ended calls waits for this ask")),
     responses((status = 200, body = String, content_type = "text/plain"),
               (status = 503, body = crate::openapi::ErrorBody)))]
-async fn readyz(State(s): State<AppState>) -> Response {
+async fn readyz(State(s): State<AppState>, headers: header::HeaderMap) -> Response {
     if s.readiness.is_shutting_down() {
-        // The operator reads `activeCalls` into the status (`drainingCalls`).
+        // The operator reads `activeCalls` into the status (`drainingCalls`), and the drain's
+        // cut into a `DrainTimeout` Event.
         let calls = s.calls.active_calls();
+        let asker = headers.contains_key(crate::readiness::OPERATOR_ASKS);
+        let message =
+            s.readiness.drain_report(asker).unwrap_or_else(|| format!("draining: {calls} live calls"));
         let body = serde_json::json!({
-            "error": { "code": "draining", "message": format!("draining: {calls} live calls") },
+            "error": { "code": "draining", "message": message },
             "activeCalls": calls,
         });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

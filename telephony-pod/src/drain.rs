@@ -1,8 +1,10 @@
 //! Graceful drain on SIGTERM: new calls are refused at once (`/readyz` fails, dials get 503 with
 //! `Retry-After`, the heartbeat says `draining`), live calls go on until they end or the drain
-//! timeout passes, and the ones still live then are hung up with the cause `drain_timeout`. How
-//! many were is the container's termination message (`TERMINATION_LOG`), so the operator can say
-//! so in an Event: the worker has no access to the Kubernetes API, and its exit is its last word.
+//! timeout passes, and the ones still live then are hung up with the cause `drain_timeout`. The
+//! worker has no access to the Kubernetes API, so it tells the operator how many it ended in two
+//! ways: its draining `/readyz` says so until the operator has asked (up to [`LINGER`]), which is
+//! what makes the `DrainTimeout` Event dependable; and its termination message (`TERMINATION_LOG`),
+//! which the operator sees only if it reads the pod in the moment between exit and removal.
 
 use std::time::Duration;
 
@@ -10,10 +12,14 @@ use tokio::time::Instant;
 
 use crate::api::command_id;
 use crate::calls::Calls;
+use crate::readiness::Readiness;
 use crate::telnyx::Telnyx;
 
 /// How often the drain looks at the live calls.
 const POLL: Duration = Duration::from_millis(100);
+/// How long a drain that ended calls waits for the operator to hear it. The operator asks a
+/// draining worker every 2 s, each ask bounded by 0.5 s: 5 s gives it two chances.
+pub const LINGER: Duration = Duration::from_secs(5);
 
 /// What the worker waits for: `delay` always (endpoints drop the pod), then the live calls, up
 /// to `timeout` from SIGTERM. Without webhooks the worker never learns that a call ended, so it
@@ -35,7 +41,7 @@ pub fn cut_message(cut: usize, timeout: Duration) -> String {
     )
 }
 
-pub async fn run(plan: Drain, calls: &Calls, telnyx: &Telnyx) {
+pub async fn run(plan: Drain, calls: &Calls, telnyx: &Telnyx, readiness: &Readiness) {
     let deadline = Instant::now() + plan.timeout.max(plan.delay);
     let live = calls.active_calls();
     tracing::info!(
@@ -47,28 +53,51 @@ pub async fn run(plan: Drain, calls: &Calls, telnyx: &Telnyx) {
     if !plan.calls_end_visibly {
         return;
     }
-    let cut = finish(&plan, calls, telnyx, deadline).await;
-    if let (true, Some(path)) = (cut > 0, &plan.termination_log) {
-        if let Err(e) = std::fs::write(path, cut_message(cut, plan.timeout)) {
-            tracing::warn!(error = %e, path = %path.display(), "could not write the termination message");
-        }
+    let cut = finish(&plan, calls, telnyx, readiness, deadline).await;
+    if cut > 0 {
+        tell(&plan, cut, readiness).await;
     }
     tracing::info!(ended_at_timeout = cut, "drained");
 }
 
+/// Says how many calls the drain ended: in the termination message, and on `/readyz` until the
+/// operator has heard it.
+async fn tell(plan: &Drain, cut: usize, readiness: &Readiness) {
+    if let Some(path) = &plan.termination_log {
+        if let Err(e) = std::fs::write(path, cut_message(cut, plan.timeout)) {
+            tracing::warn!(error = %e, path = %path.display(), "could not write the termination message");
+        }
+    }
+    if !readiness.heard_within(LINGER).await {
+        tracing::warn!(linger_s = LINGER.as_secs(), "the operator did not ask for the drain's outcome");
+    }
+}
+
 /// Waits for the live calls up to `deadline`, then ends the rest; how many it ended.
-async fn finish(plan: &Drain, calls: &Calls, telnyx: &Telnyx, deadline: Instant) -> usize {
+async fn finish(
+    plan: &Drain,
+    calls: &Calls,
+    telnyx: &Telnyx,
+    readiness: &Readiness,
+    deadline: Instant,
+) -> usize {
     while calls.active_calls() > 0 && Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
     }
     let left = calls.active();
-    for id in &left {
+    if !left.is_empty() {
+        // Said before the hangups, so an ask while they go out never sees 0 calls and no cut.
+        readiness.drain_cut(cut_message(left.len(), plan.timeout));
+    }
+    // Together, so the hangups take one Telnyx request timeout however many calls are left.
+    let hangups = left.iter().map(|id| async move {
         tracing::warn!(call = %id, timeout_s = plan.timeout.as_secs(), "ending a call that outlived the drain");
         if let Err(e) = telnyx.hangup(id, &command_id()).await {
             tracing::warn!(call = %id, error = %e, "Telnyx refused the hangup; the call is forgotten here anyway");
         }
         calls.ended_here(id, "drain_timeout", "worker");
-    }
+    });
+    futures::future::join_all(hangups).await;
     left.len()
 }
 

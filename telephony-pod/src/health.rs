@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::Readiness;
+use crate::readiness::Readiness;
 use crate::telnyx::Telnyx;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use futures::{stream, StreamExt};
 use tokio::time::MissedTickBehavior;
 
-use crate::api::{AppState, Readiness};
+use crate::api::AppState;
+use crate::readiness::Readiness;
 
 /// The stream the readiness service follows: `hello`, then `beat` every period while ready.
 #[utoipa::path(get, path = "/v1/heartbeat", tag = "operations",

@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
+pub mod readiness;
 pub mod secret;
 pub mod telnyx;
 pub mod webhook;
@@ -23,12 +24,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{AppState, Readiness};
+use crate::api::AppState;
 use crate::calls::Calls;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::telnyx::Telnyx;
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains: readiness turns false
@@ -81,13 +83,21 @@ pub async fn serve(
     tokio::spawn(async move {
         shutdown.await;
         drainer.shut_down();
-        drain::run(plan, &calls, &telnyx).await;
+        drain::run(plan, &calls, &telnyx, &drainer).await;
         drainer.stop();
     });
     let stopping = readiness.clone();
-    let server = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move { stopping.stopped().await });
-    let mut server = tokio::spawn(async move { server.await });
+    // The default limits (serving/src/lib.rs): 1,024 connections are plenty for the app, Telnyx's
+    // webhooks, the readiness service's heartbeat stream and the kubelet's probes.
+    let limits = dialtone_serving::Limits::default();
+    let server =
+        dialtone_serving::serve(
+            listener,
+            api::router(state),
+            limits,
+            async move { stopping.stopped().await },
+        );
+    let mut server = tokio::spawn(server);
     // The grace period starts when we stop accepting; until then the server runs unbounded.
     tokio::select! {
         res = &mut server => { res??; }

@@ -472,3 +472,67 @@ async fn a_body_is_an_object_and_whole_numbers_are_whole() {
         .expect("request");
     assert_eq!(empty.status().as_u16(), 200, "no body: the defaults");
 }
+
+/// The worker's stated limits hold on its real listener: a 16 KiB request head, 100 headers
+/// (431 beyond either), and a 64 KiB body (413), each answered, never a hang or a 5xx.
+#[tokio::test]
+async fn oversized_heads_and_bodies_are_refused_with_the_documented_status() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let http = testing::http();
+    let big_header = "a".repeat(17 * 1024);
+    let res =
+        http.get(format!("{}/healthz", w.url)).header("x-big", &big_header).send().await.expect("answered");
+    assert_eq!(res.status(), 431);
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..101 {
+        many.insert(reqwest::header::HeaderName::try_from(format!("x-h{i}")).unwrap(), "1".parse().unwrap());
+    }
+    let res = http.get(format!("{}/healthz", w.url)).headers(many).send().await.expect("answered");
+    assert_eq!(res.status(), 431);
+    let huge =
+        format!(r#"{{"to":"+15550002222","from":"+15550001111","clientState":"{}"}}"#, "a".repeat(70_000));
+    let (status, body) = dial_raw(&w, huge.into_bytes()).await;
+    assert_eq!(status, 413);
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert_eq!(w.get("/healthz").await.0, 200, "still serving");
+}
+
+/// Hand-made abuse the schema-based fuzzer doesn't send: JSON nested 30,000 deep (serde_json's
+/// recursion limit, not the stack, ends it), bodies that are not UTF-8, and ids that try to
+/// climb out of their path. Each gets a 4xx with a JSON error that names the problem.
+#[tokio::test]
+async fn deeply_nested_json_bad_utf8_and_path_traversal_get_4xx_with_a_message() {
+    let fake = Fake::start().await;
+    let w = worker(&fake, &[]).await;
+    let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)); // 60 KB: under the body limit
+    let deep_object = format!(r#"{{"to":{}1{}}}"#, r#"{"a":"#.repeat(5_000), "}".repeat(5_000));
+    let bad_utf8: &[u8] = b"{\"to\":\"+1555\xff\xfe\",\"from\":\"+15550001111\"}";
+    for (what, body) in [
+        ("nested arrays", nested.into_bytes()),
+        ("a deep object", deep_object.into_bytes()),
+        ("bad UTF-8", bad_utf8.to_vec()),
+    ] {
+        let (status, e) = dial_raw(&w, body).await;
+        assert_eq!(status, 400, "{what}");
+        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {e}");
+    }
+    for path in ["/v1/calls/..%2F..%2Fetc%2Fpasswd", "/v1/calls/%2e%2e/metrics", "/v1/calls/a%00b"] {
+        let (status, _, e) = w.get(path).await;
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(e["error"]["message"].is_string(), "{path}: {e}");
+    }
+    assert_eq!(w.get("/healthz").await.0, 200, "still serving");
+}
+
+/// `POST /v1/calls` with raw bytes as a JSON body: the status and the JSON error.
+async fn dial_raw(w: &Worker, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let res = testing::http()
+        .post(format!("{}/v1/calls", w.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    (res.status().as_u16(), res.json().await.expect("a JSON error"))
+}

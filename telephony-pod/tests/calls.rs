@@ -278,8 +278,24 @@ async fn a_call_that_outlives_the_drain_is_ended_with_drain_timeout() {
     assert_eq!(data["call"]["hangupCause"], "drain_timeout");
     assert_eq!(data["call"]["hangupSource"], "worker");
     assert_eq!(fake.seen("POST", "/v2/calls/v3:call-1/actions/hangup").len(), 1, "hung up through Telnyx");
-    assert!(tokio::time::timeout(Duration::from_secs(3), events.recv())
+    // The worker says what its drain ended, and stays until the operator has asked: the kubelet's
+    // probe is not the operator.
+    let (status, _, body) = w.get("/readyz").await;
+    let said = "drain timeout: ended 1 live call at the end of the 1s drain (hangup cause drain_timeout)";
+    assert_eq!(
+        (status, body["error"]["message"].as_str(), body["activeCalls"].as_u64()),
+        (503, Some(said), Some(0))
+    );
+    assert!(tokio::time::timeout(Duration::from_secs(1), events.recv()).await.is_err(), "still serving");
+    let asked = testing::http()
+        .get(format!("{}/readyz", w.url))
+        .header("x-dialtone-asker", "telephony-operator")
+        .send()
         .await
-        .expect("the stream ends")
+        .expect("the operator's ask");
+    assert_eq!(asked.status(), 503);
+    assert!(tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .expect("the stream ends once the operator has heard")
         .is_none());
 }

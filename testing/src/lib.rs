@@ -112,6 +112,24 @@ pub fn kubectl(args: &[&str]) -> String {
     tool("kubectl", args, None).unwrap_or_else(|e| panic!("kubectl {args:?} failed: {e}"))
 }
 
+/// What a namespace's pods are doing, for a failure message when they are not Ready in time
+/// (`helm install --wait` says only "Available: 0/2"): the pods, the namespace's and the node's
+/// Events, and each pod's last log lines.
+pub fn namespace_report(ns: &str) -> String {
+    let run =
+        |args: &[&str]| tool("kubectl", args, None).unwrap_or_else(|e| format!("(kubectl {args:?}: {e})"));
+    let mut report = format!("pods in {ns}:\n{}", run(&["get", "pods", "-n", ns, "-o", "wide"]));
+    report +=
+        &format!("\nEvents in {ns}:\n{}", run(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]));
+    report += &format!("\nnodes:\n{}", run(&["describe", "nodes"]));
+    let pods = run(&["get", "pods", "-n", ns, "-o", "name"]);
+    for pod in pods.lines().filter(|p| p.starts_with("pod/")) {
+        let logs = run(&["logs", "-n", ns, pod, "--all-containers", "--tail=20"]);
+        report += &format!("\nlast logs of {pod}:\n{logs}");
+    }
+    report
+}
+
 /// Runs a cached tool (`kubectl`, `helm`) against the test cluster, with `stdin` if given:
 /// its standard output, or its error output when it fails.
 pub fn tool(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
@@ -173,7 +191,10 @@ pub fn cache_dir() -> PathBuf {
 /// The apiserver port of the test cluster's kubeconfig (`server: https://127.0.0.1:PORT`).
 pub fn kubeconfig_port() -> u16 {
     let text = std::fs::read_to_string(kubeconfig_path()).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no server port in {}", kubeconfig_path().display()))
+    server_port(&text).unwrap_or_else(|| panic!("no server port in {}", kubeconfig_path().display()))
+}
+
+/// The apiserver port of a kubeconfig's text (`server: https://127.0.0.1:PORT`).
+pub fn server_port(kubeconfig: &str) -> Option<u16> {
+    kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:")?.trim().parse().ok())
 }

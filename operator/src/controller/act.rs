@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
@@ -28,29 +28,14 @@ pub(super) async fn act(
     let uid = tsvc.uid().unwrap_or_default();
     let pp = PatchParams::apply(MANAGER).force();
     // The Deployment and the Service don't depend on each other: one round trip for both.
-    let deployment = async {
-        let Some(d) = &decision.deployment else { return Ok(()) };
-        Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-            .patch(&d.name_any(), &pp, &Patch::Apply(d))
-            .await
-            .map_err(|source| Error::Apply { kind: "Deployment", name: d.name_any(), source })?;
-        ctx.metrics.wrote("deployment");
-        Ok(())
-    };
-    let service = async {
-        let Some(s) = &decision.service else { return Ok(()) };
-        Api::<Service>::namespaced(ctx.client.clone(), ns)
-            .patch(&s.name_any(), &pp, &Patch::Apply(s))
-            .await
-            .map_err(|source| Error::Apply { kind: "Service", name: s.name_any(), source })?;
-        ctx.metrics.wrote("service");
-        Ok(())
-    };
+    let deployment = apply_child(ctx, ns, decision.deployment.as_ref(), "Deployment", "deployment");
+    let service = apply_child(ctx, ns, decision.service.as_ref(), "Service", "service");
     let budget = async {
         let Some(change) = &decision.disruption_budget else { return Ok(()) };
         disruption_budget(ctx, ns, &name, change).await
     };
-    futures::try_join!(deployment, service, budget)?;
+    let (deployment_created, service_created, ()) = futures::try_join!(deployment, service, budget)?;
+    let created = crate::supervisor::created(tsvc, deployment_created, service_created);
     if let Some(template) = &decision.roll_back_to {
         roll_back(ctx, tsvc, ns, template).await?;
     }
@@ -109,11 +94,57 @@ pub(super) async fn act(
         ctx.metrics.budget_exhaustions.inc();
     }
     // Events are best effort: published in the background, so the next reconcile need not wait.
-    if !decision.events.is_empty() {
-        let (ctx, tsvc, events) = (ctx.clone(), tsvc.clone(), decision.events.clone());
+    let events: Vec<Announcement> = created.into_iter().chain(decision.events.iter().cloned()).collect();
+    if !events.is_empty() {
+        let (ctx, tsvc) = (ctx.clone(), tsvc.clone());
         tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });
     }
     Ok(())
+}
+
+/// Applies a child if the decision has one (counted under `metric`); true when the API server
+/// created it.
+async fn apply_child<K>(
+    ctx: &Context,
+    ns: &str,
+    object: Option<&K>,
+    kind: &'static str,
+    metric: &'static str,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize,
+{
+    let Some(object) = object else { return Ok(false) };
+    let created = apply(ctx, ns, object).await.map_err(|source| Error::Apply {
+        kind,
+        name: object.name_any(),
+        source,
+    })?;
+    ctx.metrics.wrote(metric);
+    Ok(created)
+}
+
+/// Server-side apply of `object` in `ns`; true when the API server created it (201 Created), not
+/// updated it (200 OK). `Api::patch` keeps the answer's status code to itself.
+async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize,
+{
+    let pp = PatchParams::apply(MANAGER).force();
+    let request = kube::core::Request::new(K::url_path(&(), Some(ns)))
+        .patch(&object.name_any(), &pp, &Patch::Apply(object))
+        .map_err(kube::Error::BuildRequest)?;
+    let response = ctx.client.send(request.map(kube::client::Body::from)).await?;
+    let code = response.status();
+    if code.is_success() {
+        return Ok(code.as_u16() == 201);
+    }
+    let body = response.into_body().collect_bytes().await?;
+    let status = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
+        kube::core::Status::failure(String::from_utf8_lossy(&body).trim(), "unparsable error")
+            .with_code(code.as_u16())
+    });
+    Err(kube::Error::Api(status.boxed()))
 }
 
 /// `kubectl rollout undo` to the ReplicaSet whose pods carry `template` (its pod-template-hash).

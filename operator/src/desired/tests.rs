@@ -136,7 +136,7 @@ fn the_drain_sets_the_grace_period_and_the_webhook_key_comes_from_its_secret() {
     let mut t = sample();
     let d = deployment(&t, 1);
     let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    assert_eq!(pod.termination_grace_period_seconds, Some(30 + 20), "the drain, then the shutdown steps");
+    assert_eq!(pod.termination_grace_period_seconds, Some(30 + 25), "the drain, then the shutdown steps");
     assert_eq!(env(&container(&d), "DRAIN_TIMEOUT_SECONDS").value.as_deref(), Some("30"));
     assert!(container(&d).env.unwrap().iter().all(|e| e.name != "TELNYX_PUBLIC_KEY"), "webhooks off");
 
@@ -145,7 +145,7 @@ fn the_drain_sets_the_grace_period_and_the_webhook_key_comes_from_its_secret() {
         Some(crate::crd::SecretKeyRef { name: "telnyx".into(), key: "publicKey".into() });
     let d = deployment(&t, 1);
     let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    assert_eq!(pod.termination_grace_period_seconds, Some(620));
+    assert_eq!(pod.termination_grace_period_seconds, Some(625));
     let key = env(&container(&d), "TELNYX_PUBLIC_KEY");
     assert!(key.value.is_none(), "never a plain value");
     let from = key.value_from.unwrap().secret_key_ref.unwrap();

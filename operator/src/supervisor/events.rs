@@ -15,15 +15,10 @@ pub fn choose(
     prev: &TelephonyServiceStatus,
     a: &Assessment,
     status: &TelephonyServiceStatus,
-    applying_deployment: bool,
 ) -> Vec<Announcement> {
     let mut events = Vec::new();
     let mut say = |severity, reason, note| events.push(Announcement { severity, reason, note });
     let message = || status.message.clone().unwrap_or_default();
-    if obs.deployment.is_none() && applying_deployment {
-        let note = format!("created Deployment and Service {}", desired::child_name(obs.tsvc));
-        say(Severity::Normal, "Created", note);
-    }
     for f in &a.recorded {
         say(Severity::Warning, "PodRestarted", failure_text(f));
     }
@@ -61,6 +56,21 @@ pub fn choose(
         _ => {}
     }
     events
+}
+
+/// What the API server created when the operator applied a service's children (it answered
+/// 201, not 200). Said from the answer, not from the watch cache: the cache can lag the
+/// operator's own writes (a pod's event can arrive before its Deployment's), and deciding from
+/// it announced one Deployment twice in the chaos runs.
+pub fn created(tsvc: &TelephonyService, deployment: bool, service: bool) -> Option<Announcement> {
+    let what = match (deployment, service) {
+        (true, true) => "Deployment and Service",
+        (true, false) => "Deployment",
+        (false, true) => "Service",
+        (false, false) => return None,
+    };
+    let note = format!("created {what} {}", desired::child_name(tsvc));
+    Some(Announcement { severity: Severity::Normal, reason: "Created", note })
 }
 
 /// A switch of where the primary's calls go.

@@ -7,6 +7,7 @@
 
 mod assess;
 mod events;
+pub use events::created;
 mod hands_off;
 mod status;
 
@@ -146,7 +147,7 @@ pub fn decide(obs: &Observed) -> Decision {
     let mut status = status::build(obs.tsvc, &a, &conditions, generation);
     let failover = calls_go(obs, &prev, &a);
     status.failover = failover.as_ref().map(|v| v.status.clone());
-    let mut events = events::choose(obs, &prev, &a, &status, deployment.is_some());
+    let mut events = events::choose(obs, &prev, &a, &status);
     let switch = failover.as_ref().and_then(|v| v.switch);
     events.extend(switch.map(|s| events::failover(obs.tsvc, s, &status)));
     let requeue = failover.and_then(|v| v.requeue).map_or(a.requeue, |r| r.min(a.requeue));

@@ -94,7 +94,8 @@ fn a_new_service_gets_its_children_then_goes_ready() {
     assert!(first.deployment.is_some() && first.service.is_some());
     assert_eq!(first.status.phase, Phase::Progressing);
     assert_eq!(first.status.message.as_deref(), Some("starting workers: 0/1 ready"));
-    assert_eq!(reasons(&first), vec!["Created"]);
+    // "Created" is said from the API server's answer to the apply (see `events::created`).
+    assert!(first.events.is_empty());
     assert_eq!(first.status.endpoint.as_deref(), Some("http://calls-worker.shop.svc:8080"));
 
     let starting = sim.look(1, vec![pod("w-1", false, 0)]);
@@ -142,6 +143,37 @@ fn starting_a_service_writes_two_statuses() {
     };
     assert_eq!(progressing(&statuses[0]).as_deref(), Some("True"), "starting workers is progress");
     assert_eq!(progressing(&statuses[1]).as_deref(), Some("False"), "Ready: rollout complete");
+}
+
+/// Under load the controller-manager counts a new pod in the Deployment's status after the pod
+/// is Ready: a first rollout is complete with its pods, and the Ready status is written once.
+/// A later generation still waits for the Deployment to count its new pods.
+#[test]
+fn a_first_rollout_is_complete_when_its_workers_are_ready() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![]);
+    sim.look(1, vec![pod("w-1", false, 0)]);
+    let deployment_lags = |sim: &mut Sim, generation: i64| {
+        if let Some(d) = sim.deployment.as_mut() {
+            d.metadata.generation = Some(generation);
+            d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                observed_generation: Some(generation - 1),
+                updated_replicas: Some(0),
+                ..Default::default()
+            });
+        }
+    };
+    deployment_lags(&mut sim, 1);
+    let ready = sim.look(2, vec![pod("w-1", true, 0)]).status;
+    let progressing = |s: &TelephonyServiceStatus| {
+        s.conditions.iter().find(|c| c.type_ == "Progressing").map(|c| c.status.clone())
+    };
+    assert_eq!(ready.phase, Phase::Ready);
+    assert_eq!(progressing(&ready).as_deref(), Some("False"), "the first rollout is its pods");
+
+    deployment_lags(&mut sim, 2);
+    let rolling = sim.look(3, vec![pod("w-1", true, 0)]).status;
+    assert_eq!(progressing(&rolling).as_deref(), Some("True"), "a new generation waits for the Deployment");
 }
 
 #[test]
@@ -352,7 +384,7 @@ fn workers_told_to_stop_are_draining_not_failures() {
 }
 
 /// A draining worker's live calls are in the status, and the operator looks again soon enough to
-/// follow them down (no pod event marks a call's end); with none left it goes back to waiting.
+/// follow them down (no pod event marks a call's end); once it has exited it goes back to waiting.
 #[test]
 fn draining_workers_live_calls_are_counted_and_followed() {
     let mut sim = Sim::new();
@@ -368,10 +400,13 @@ fn draining_workers_live_calls_are_counted_and_followed() {
     assert_eq!(d.requeue, Duration::from_secs(2));
     let d = sim.look(2, vec![draining(Some(0)), pod("w-new", true, 0)]);
     assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 0));
-    assert!(d.requeue > Duration::from_secs(2));
-    // Not asked, or no answer: counted as draining, its calls unknown (0), no hurry.
-    let d = sim.look(3, vec![draining(None), pod("w-new", true, 0)]);
+    assert_eq!(d.requeue, Duration::from_secs(2), "running: its drain may still end calls");
+    // Exited, or no answer: counted as draining, its calls unknown (0), no hurry.
+    let mut exited = draining(None);
+    exited.running = false;
+    let d = sim.look(3, vec![exited, pod("w-new", true, 0)]);
     assert_eq!((d.status.draining_replicas, d.status.draining_calls), (1, 0));
+    assert!(d.requeue > Duration::from_secs(2));
 }
 
 fn with_template(mut p: PodObservation, template: &str) -> PodObservation {
@@ -533,4 +568,38 @@ fn calls_ended_by_a_drain_timeout_are_announced_once() {
     assert!(gone.status.history.drains_announced.is_empty(), "forgotten with its pod");
     let clean = sim.look(4, vec![drained("bye"), pod("w-2", true, 0)]);
     assert!(!reasons(&clean).contains(&"DrainTimeout"));
+}
+
+/// The dependable path: the draining worker says what its drain ended on `/readyz` (asked every
+/// 2 s while it runs) before it exits, and the operator announces that once; the exit's
+/// termination message for the same pod adds nothing.
+#[test]
+fn a_drain_cut_heard_from_the_running_worker_is_announced_once() {
+    let mut sim = Sim::new();
+    sim.look(0, vec![pod("w-1", true, 0)]);
+    let words = "drain timeout: ended 2 live calls at the end of the 3s drain (hangup cause drain_timeout)";
+    let mut draining = pod("w-1", false, 0);
+    (draining.deleting, draining.active_calls) = (true, Some(1));
+    let asking = sim.look(1, vec![draining.clone(), pod("w-2", true, 0)]);
+    assert_eq!(asking.requeue, Duration::from_secs(2), "asked again while it drains");
+    assert!(!reasons(&asking).contains(&"DrainTimeout"));
+    (draining.active_calls, draining.not_ready_reason) = (Some(0), Some(words.into()));
+    let cut = sim.look(3, vec![draining.clone(), pod("w-2", true, 0)]);
+    let notes: Vec<_> = cut.events.iter().filter(|e| e.reason == "DrainTimeout").map(|e| &e.note).collect();
+    assert_eq!(notes, [&format!("worker pod w-1: {words}")]);
+    assert_eq!(cut.requeue, Duration::from_secs(2), "still running: still asked");
+    (draining.running, draining.last_words) = (false, Some(words.into()));
+    let exited = sim.look(4, vec![draining, pod("w-2", true, 0)]);
+    assert!(!reasons(&exited).contains(&"DrainTimeout"), "once per pod");
+    assert!(exited.requeue > Duration::from_secs(2), "an exited worker is not asked");
+}
+
+#[test]
+fn created_is_said_for_what_the_api_server_created() {
+    let t = sample();
+    let note = |d, s| created(&t, d, s).map(|a| (a.reason, a.note));
+    assert_eq!(note(true, true), Some(("Created", "created Deployment and Service calls-worker".into())));
+    assert_eq!(note(true, false), Some(("Created", "created Deployment calls-worker".into())));
+    assert_eq!(note(false, true), Some(("Created", "created Service calls-worker".into())));
+    assert_eq!(note(false, false), None, "an update of what exists is no creation");
 }

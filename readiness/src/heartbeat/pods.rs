@@ -22,7 +22,7 @@ const PORT_NAME: &str = "http";
 pub async fn follow(api: Api<Pod>, board: Arc<Board>, on_synced: impl FnOnce()) {
     let selector = format!("{}={MANAGER},{SERVICE_LABEL}", app::MANAGED_BY);
     let config = watcher::Config::default().labels(&selector);
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = watcher::watcher(api, config).backoff(dialtone_api::watch::backoff()).boxed();
     let mut followed: HashMap<String, Followed> = HashMap::new();
     let mut relisted: Option<HashSet<String>> = None;
     let mut on_synced = Some(on_synced);

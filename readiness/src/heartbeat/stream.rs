@@ -229,6 +229,9 @@ fn parse(frame: &[u8]) -> Frame {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
