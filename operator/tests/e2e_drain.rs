@@ -447,6 +447,11 @@ async fn a_node_drain_evicts_the_workers_one_at_a_time() {
 
     let hangup = call_event("hangup-e", "call.hangup", &call, json!({ "hangup_cause": "normal_clearing" }));
     assert_eq!(s.signer.deliver(&first_url, &hangup).await.0, 200);
+    // The drain is over: lift the quota, as `kubectl uncordon` would lift the cordon. Waiting for the
+    // quota to free the slot instead is a race: the ReplicaSet controller backs off exponentially
+    // after each refused create (5 ms doubling), so after a few seconds of refusals its next try
+    // can be a minute away (CI: the replacement was not created within 60 s).
+    quotas.delete("two-pods", &Default::default()).await.expect("delete quota");
     s.exited(&first, 30).await;
     wait_until(
         Duration::from_secs(60),
