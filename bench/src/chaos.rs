@@ -6,7 +6,6 @@
 //! are checked, and the table says what was injected, what was checked, and what broke.
 
 mod events;
-mod proxy;
 mod stale;
 
 use std::collections::HashMap;
@@ -23,6 +22,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use telephony_operator::crd::TelephonyService;
+use testing::proxy::Proxy;
 use testing::TestNamespace;
 
 use crate::stats::{ms, percentile};
@@ -85,9 +85,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let spare = cluster(&["spare", "up"]).await?;
     let spare_port = testing::server_port(&std::fs::read_to_string(spare.trim())?)
         .ok_or_else(|| anyhow::anyhow!("no apiserver port in {}", spare.trim()))?;
-    let proxy = proxy::Proxy::start(spare_port, Duration::from_millis(200)).await?;
-    let text = std::fs::read_to_string(spare.trim())?
-        .replace(&format!("127.0.0.1:{spare_port}"), &format!("127.0.0.1:{}", proxy.port));
+    let proxy = Proxy::start(spare_port, Duration::from_millis(200)).await?;
+    let text = proxy.kubeconfig(&std::fs::read_to_string(spare.trim())?);
     let kubeconfig = logs.join("kubeconfig");
     std::fs::write(&kubeconfig, text)?;
 
@@ -621,7 +620,7 @@ fn owners<K: kube::Resource>(items: Vec<K>) -> HashMap<String, Vec<String>> {
 }
 
 /// Cuts one of the operators' connections every 0.2–1 s.
-async fn cut_at_random(proxy: Arc<proxy::Proxy>) {
+async fn cut_at_random(proxy: Arc<Proxy>) {
     loop {
         tokio::time::sleep(Duration::from_millis(rand::random_range(200..1000))).await;
         proxy.cut_one();

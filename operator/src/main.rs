@@ -84,15 +84,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity: identity.clone(),
             duration_secs: args.lease.lease_duration,
         };
-        let rx = leader::elect(client.clone(), election).await;
+        let leadership = leader::elect(client.clone(), election).await;
         tracing::info!(%identity, lease = %args.lease.lease_name, "waiting to lead");
-        Some(rx)
+        Some(leadership)
     } else {
         None
     };
-    if let Some(rx) = leading.as_mut() {
+    if let Some(l) = leading.as_mut() {
         tokio::select! {
-            res = rx.wait_for(|l| *l) => { res.context("leader election stopped")?; }
+            res = l.acquired() => res?,
             _ = stopped(stop_rx.clone()) => return Ok(()),
         }
         tracing::info!("leading");
@@ -109,13 +109,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     match leading {
         None => controller.await,
-        Some(mut rx) => {
+        Some(mut l) => {
             tokio::select! {
                 _ = controller => {}
-                _ = rx.wait_for(|l| !*l) => {
-                    // Another replica leads now: stop at once rather than reconcile alongside it.
+                lost = l.lost() => {
+                    // Another replica leads, or may from now on: stop at once rather than
+                    // reconcile alongside it.
                     health.set_leading(false);
-                    anyhow::bail!("lost the leader lease; exiting so a restart rejoins as a standby");
+                    anyhow::bail!("{lost}; exiting so a restart rejoins as a standby");
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! Two operator replicas: one leads (Lease), the other stands by; the admin endpoints say so; a
-//! killed leader is replaced within the lease duration.
+//! killed leader is replaced within the lease duration; a leader cut off from the apiserver steps
+//! down before the standby takes over.
 
 mod common;
 
@@ -9,6 +10,7 @@ use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
 use telephony_operator::crd::Phase;
+use testing::proxy::Proxy;
 use testing::{get, wait_until};
 
 /// The value of a metric line without labels (e.g. `dialtone_reconciliations_total 12`).
@@ -76,5 +78,41 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration() {
         "{standby_metrics}"
     );
     drop(ops);
+    ns.delete().await;
+}
+
+/// Found by the chaos harness: a leader whose renewals fail went on reconciling after its term
+/// ended, alongside the standby that took the expired Lease (two leaders, duplicated Events).
+/// Here the leader reaches the apiserver through a proxy that then hangs every request, as a
+/// partition does: the leader must be gone before the standby leads.
+#[tokio::test]
+async fn a_leader_cut_off_from_the_apiserver_steps_down_before_the_standby_leads() {
+    let ns = setup("leader-cut").await;
+    let lease_args = ["--leader-elect=true", "--lease-namespace", ns.name.as_str(), "--lease-duration", "4"];
+    let proxy = Proxy::start(testing::kubeconfig_port(), Duration::ZERO).await.expect("start the proxy");
+    let text = std::fs::read_to_string(testing::kubeconfig_path()).expect("read the kubeconfig");
+    let kubeconfig =
+        testing::repo_root().join("target").join("e2e-logs").join(format!("{}.kubeconfig", ns.name));
+    std::fs::write(&kubeconfig, proxy.kubeconfig(&text)).expect("write the proxied kubeconfig");
+    let mut cut = Operator::start_through(&ns.name, "op-cut", &kubeconfig, testing::free_port(), &lease_args);
+    let leases = ns.api::<Lease>();
+    let holder = || async { leases.get("dialtone-operator").await.ok()?.spec?.holder_identity };
+    wait_until(Duration::from_secs(20), "op-cut leading", || async {
+        (holder().await.as_deref() == Some("op-cut")).then_some(())
+    })
+    .await;
+    let _standby = Operator::start_on(&ns.name, "op-b", testing::free_port(), &lease_args);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(holder().await.as_deref(), Some("op-cut"), "the standby waits while the leader renews");
+
+    proxy.stall();
+    let stalled = Instant::now();
+    wait_until(Duration::from_secs(20), "op-b leading", || async {
+        (holder().await.as_deref() == Some("op-b")).then_some(())
+    })
+    .await;
+    assert!(cut.exited(), "op-cut still runs, {:?} after the stall, while op-b leads", stalled.elapsed());
+    let log = std::fs::read_to_string(&cut.log).unwrap_or_default();
+    assert!(log.contains("the leader Lease was not renewed in time"), "{log}");
     ns.delete().await;
 }

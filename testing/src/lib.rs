@@ -15,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 pub mod node;
+pub mod proxy;
 pub mod sse;
 pub mod telnyx;
 

@@ -127,10 +127,26 @@ impl Operator {
 
     /// Starts with the admin server (/healthz, /readyz, /metrics) on 127.0.0.1:`admin_port`.
     pub fn start_on(ns: &str, id: &str, admin_port: u16, args: &[&str]) -> Operator {
+        Operator::start_through(ns, id, &testing::kubeconfig_path(), admin_port, args)
+    }
+
+    /// Starts as `start_on` does, reaching the apiserver as `kubeconfig` says (e.g. a proxy).
+    pub fn start_through(
+        ns: &str,
+        id: &str,
+        kubeconfig: &std::path::Path,
+        admin_port: u16,
+        args: &[&str],
+    ) -> Operator {
         let admin = format!("--admin-addr=127.0.0.1:{admin_port}");
         let mut all = vec!["run", "--log-format", "json", "--namespace", ns, &admin];
         all.extend_from_slice(args);
-        Operator::spawn(&format!("{ns}-{id}"), id, &testing::kubeconfig_path(), &all, &[])
+        Operator::spawn(&format!("{ns}-{id}"), id, kubeconfig, &all, &[])
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// `telephony-operator <args>` as POD_NAME `id` with the given kubeconfig and extra environment;
