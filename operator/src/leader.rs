@@ -101,27 +101,27 @@ impl Leadership {
     }
 }
 
-/// Reads the Lease every [`CHECK_EVERY`]; returns once another replica holds it, or when less
-/// than `margin` is left of the term last seen renewed. An unreadable Lease (a partition, the
-/// apiserver restarting) leaves the deadline where it was.
+/// Reads the Lease every [`CHECK_EVERY`]; returns once another replica holds it, or `margin`
+/// before the end of the term last seen renewed, even while a read hangs. An unreadable Lease
+/// (a partition, the apiserver restarting) leaves the deadline where it was.
 async fn term_ends(leases: &Api<Lease>, lease: &str, me: &str, duration: Duration, margin: Duration) -> Lost {
     // The crate has just acquired or renewed the Lease.
     let mut ends = Instant::now() + duration;
     loop {
-        let before_step_down = ends.saturating_duration_since(Instant::now()).saturating_sub(margin);
-        if before_step_down.is_zero() {
-            return Lost::NotRenewed;
-        }
-        tokio::time::sleep(before_step_down.min(CHECK_EVERY)).await;
-        match tokio::time::timeout(CHECK_EVERY, leases.get_opt(lease)).await {
-            Ok(Ok(read)) => {
-                match read.and_then(|l| l.spec).and_then(|s| term_left(&s, me, jiff::Timestamp::now())) {
+        let read = async {
+            tokio::time::sleep(CHECK_EVERY).await;
+            tokio::time::timeout(CHECK_EVERY, leases.get_opt(lease)).await
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(ends.checked_sub(margin).unwrap_or(ends)) => return Lost::NotRenewed,
+            read = read => match read {
+                Ok(Ok(read)) => match read.and_then(|l| l.spec).and_then(|s| term_left(&s, me, jiff::Timestamp::now())) {
                     Some(left) => ends = Instant::now() + left,
                     None => return Lost::Taken,
-                }
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "could not read the leader Lease"),
-            Err(_) => tracing::debug!("reading the leader Lease timed out"),
+                },
+                Ok(Err(e)) => tracing::debug!(error = %e, "could not read the leader Lease"),
+                Err(_) => tracing::debug!("reading the leader Lease timed out"),
+            },
         }
     }
 }
