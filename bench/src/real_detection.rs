@@ -395,15 +395,16 @@ async fn memory(
             rows.push((name.to_string(), rss_mib(pid)));
         }
     }
+    // Each pod whose first container containerd runs; one that it doesn't (restarting, or its
+    // status not written yet) is left out, and the row says how many were measured.
     let pod_rss = |api: Api<Pod>, selector: &'static str| async move {
         let list = api.list(&ListParams::default().labels(selector)).await.ok()?;
-        let mut each = vec![];
-        for p in list.items {
+        let running = list.items.into_iter().filter_map(|p| {
             let id = p.status?.container_statuses?.first()?.container_id.clone()?;
             let pid = node::container_pid(id.trim_start_matches("containerd://"))?;
-            each.push(rss_mib(u32::try_from(pid).ok()?));
-        }
-        Some(each)
+            Some(rss_mib(u32::try_from(pid).ok()?))
+        });
+        Some(running.collect::<Vec<_>>())
     };
     let system_pods: Api<Pod> = system.api();
     for (what, api, selector) in [
