@@ -178,7 +178,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("| process | RSS |");
     println!("| --- | --- |");
     for (what, mib) in memory {
-        println!("| {what} | {mib:.1} |");
+        // NaN: no pod of the kind was running to measure.
+        if mib.is_nan() {
+            println!("| {what} | not measured |");
+        } else {
+            println!("| {what} | {mib:.1} |");
+        }
     }
     Ok(())
 }
@@ -418,7 +423,7 @@ async fn memory(
     ] {
         let each = pod_rss(api, selector).await.unwrap_or_default();
         let max = each.iter().cloned().fold(0.0, f64::max);
-        let mean = each.iter().sum::<f64>() / each.len().max(1) as f64;
+        let mean = each.iter().sum::<f64>() / each.len() as f64;
         rows.push((format!("{what}: mean of {}, max {max:.1}", each.len()), mean));
     }
     Ok(rows)
