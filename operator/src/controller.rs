@@ -25,6 +25,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::admin::Health;
+use crate::by_uid::ByUid;
 use crate::crd::TelephonyService;
 use crate::desired;
 use crate::liveness::PodObservation;
@@ -37,6 +38,7 @@ use crate::worker_readiness;
 
 mod act;
 mod error;
+mod just_applied;
 pub use error::Error;
 
 /// What this operator instance watches.
@@ -64,6 +66,10 @@ pub struct Context {
     synced: Arc<AtomicBool>,
     /// The status this process last wrote, by object uid, until the watch cache holds it.
     written: StatusCache,
+    /// `Created` Events said with a new service's first status, which waits (`status::first_held`).
+    held_events: ByUid<Announcement>,
+    /// Children applied, until the watch cache shows them.
+    applied: just_applied::Applied,
     /// Consecutive failed reconciles per object, for exponential requeue.
     retries: Mutex<HashMap<ObjectRef<TelephonyService>, u32>>,
     /// When each service last got a Warning Event for a reconcile error, by reason.
@@ -72,6 +78,13 @@ pub struct Context {
     ask_workers: bool,
     /// Where the API server serves PodDisruptionBudgets.
     budget_api: ApiResource,
+}
+
+impl Context {
+    /// The uids of the TelephonyServices in the cache.
+    fn live_uids(&self) -> std::collections::HashSet<String> {
+        self.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
+    }
 }
 
 /// Reconciles running at once.
@@ -244,6 +257,8 @@ pub async fn run(
         tsvcs: watches.tsvcs.clone(),
         synced,
         written: watches.written,
+        held_events: ByUid::default(),
+        applied: just_applied::Applied::default(),
         retries: Mutex::default(),
         warned: Mutex::default(),
         ask_workers,
@@ -300,6 +315,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     let child = desired::child_name(&tsvc);
     let deployment = ctx.deployments.get(&ObjectRef::new(&child).within(&ns)).map(|d| d.child());
     let service = ctx.services.get(&ObjectRef::new(&child).within(&ns)).map(|s| s.child());
+    let just_applied = ctx.applied.unseen(&uid, deployment.is_some(), service.is_some());
     // Filtered under the cache's lock: cloning every pod's handle (and its namespace) per reconcile
     // was most of a reconcile's CPU at 5,000 services (2.56 ms against 1.19 ms at 1,000).
     let pods: Vec<PodObservation> = ctx
@@ -318,6 +334,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
         tsvc: &tsvc,
         deployment,
         service,
+        just_applied,
         pods,
         now: Timestamp::now(),
         jitter: rand::random::<f64>(),

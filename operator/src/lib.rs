@@ -8,6 +8,7 @@ pub use dialtone_api::{crd, names};
 
 pub mod admin;
 pub mod backoff;
+pub mod by_uid;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

@@ -209,8 +209,11 @@ fn identity(m: ObjectMeta) -> ObjectMeta {
 pub fn telephony_service_for_reconcile(t: &mut TelephonyService) {
     let mut m = std::mem::take(&mut t.metadata);
     let reset = m.annotations.as_mut().and_then(|a| a.remove(RESET_RESTART_BUDGET));
+    // The creation time bounds how long a new service's first status waits (`status::first_held`).
+    let creation_timestamp = m.creation_timestamp.take();
     t.metadata = ObjectMeta {
         annotations: reset.map(|r| BTreeMap::from([(RESET_RESTART_BUDGET.to_string(), r)])),
+        creation_timestamp,
         ..identity(m)
     };
 }

@@ -26,7 +26,9 @@ pub fn tally(events: &[Event]) -> HashMap<(String, String), u32> {
         let n = e.series.as_ref().map_or(1, |s| u32::try_from(s.count).unwrap_or(1));
         let reason = e.reason.clone().unwrap_or_default();
         let note = e.note.as_deref().unwrap_or_default();
-        let made = ["Deployment", "Service"].into_iter().filter(|kind| note.contains(kind));
+        // "created Deployment and Service x; 1/1 workers ready": what was made comes first.
+        let made_part = note.split(';').next().unwrap_or_default();
+        let made = ["Deployment", "Service"].into_iter().filter(|kind| made_part.contains(kind));
         let keys: Vec<String> = match reason.as_str() {
             "Created" => made.map(|kind| format!("Created {kind}")).collect(),
             _ => vec![reason],

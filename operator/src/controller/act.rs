@@ -35,7 +35,20 @@ pub(super) async fn act(
         disruption_budget(ctx, ns, &name, change).await
     };
     let (deployment_created, service_created, ()) = futures::try_join!(deployment, service, budget)?;
+    let deployment_hash = decision.deployment.as_ref().and_then(crate::desired::applied_hash);
+    let service_hash = decision.service.as_ref().and_then(crate::desired::applied_hash);
+    let (d, s) = (deployment_hash.map(String::from), service_hash.map(String::from));
+    ctx.applied.remember(&uid, d, s, ctx.tsvcs.len(), || ctx.live_uids());
     let created = crate::supervisor::created(tsvc, deployment_created, service_created);
+    // While the first status waits, so does the `Created` Event: the two go out together.
+    let created = if decision.status_held {
+        if let Some(created) = created {
+            ctx.held_events.insert(uid.clone(), created, ctx.tsvcs.len(), || ctx.live_uids());
+        }
+        None
+    } else {
+        ctx.held_events.remove(&uid).or(created)
+    };
     if let Some(template) = &decision.roll_back_to {
         roll_back(ctx, tsvc, ns, template).await?;
     }
@@ -48,7 +61,7 @@ pub(super) async fn act(
             .map_err(|source| Error::Apply { kind: "Deployment", name: d, source })?;
         ctx.metrics.wrote("deployment");
     }
-    if tsvc.status.as_ref() != Some(&decision.status) {
+    if !decision.status_held && tsvc.status.as_ref() != Some(&decision.status) {
         let patch = serde_json::json!({
             "apiVersion": TelephonyService::api_version(&()),
             "kind": TelephonyService::kind(&()),
@@ -64,7 +77,7 @@ pub(super) async fn act(
                     written.resource_version(),
                     decision.status.clone(),
                     ctx.tsvcs.len(),
-                    || ctx.tsvcs.state().iter().filter_map(|t| t.uid()).collect(),
+                    || ctx.live_uids(),
                 )
             }
             Err(e) => {
@@ -94,7 +107,7 @@ pub(super) async fn act(
         ctx.metrics.budget_exhaustions.inc();
     }
     // Events are best effort: published in the background, so the next reconcile need not wait.
-    let events: Vec<Announcement> = created.into_iter().chain(decision.events.iter().cloned()).collect();
+    let events = crate::supervisor::fold_created(created, decision.events.clone());
     if !events.is_empty() {
         let (ctx, tsvc) = (ctx.clone(), tsvc.clone());
         tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });

@@ -7,7 +7,7 @@
 
 mod assess;
 mod events;
-pub use events::created;
+pub use events::{created, fold_created};
 mod hands_off;
 mod status;
 
@@ -48,11 +48,20 @@ pub struct Child {
     pub rollout: Rollout,
 }
 
+/// The applied hashes of children this process applied that the watch cache doesn't show yet.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JustApplied {
+    pub deployment: Option<String>,
+    pub service: Option<String>,
+}
+
 /// Everything observed about one service.
 pub struct Observed<'a> {
     pub tsvc: &'a TelephonyService,
     pub deployment: Option<Child>,
     pub service: Option<Child>,
+    /// Children applied by this process and not in the cache yet: not applied again.
+    pub just_applied: JustApplied,
     pub pods: Vec<PodObservation>,
     pub now: Timestamp,
     /// A random number in [0, 1) for backoff jitter.
@@ -97,6 +106,9 @@ pub struct Decision {
     /// the circuit opens or half-opens.
     pub scale_workers: Option<i32>,
     pub status: TelephonyServiceStatus,
+    /// A new service's first status waits for its workers' first outcome: not written (see
+    /// [`status::first_held`]).
+    pub status_held: bool,
     pub events: Vec<Announcement>,
     /// Failures detected in this look (for metrics).
     pub failures: Vec<Failure>,
@@ -115,6 +127,7 @@ impl Decision {
             roll_back_to: None,
             scale_workers: None,
             status,
+            status_held: false,
             events,
             failures: vec![],
             budget_exhausted: false,
@@ -150,7 +163,9 @@ pub fn decide(obs: &Observed) -> Decision {
     let mut events = events::choose(obs, &prev, &a, &status);
     let switch = failover.as_ref().and_then(|v| v.switch);
     events.extend(switch.map(|s| events::failover(obs.tsvc, s, &status)));
+    let held = status::first_held(obs.tsvc, &prev, &a, obs.now);
     let requeue = failover.and_then(|v| v.requeue).map_or(a.requeue, |r| r.min(a.requeue));
+    let requeue = held.map_or(requeue, |wait| requeue.min(wait + Duration::from_millis(100)));
     Decision {
         deployment,
         service,
@@ -159,6 +174,7 @@ pub fn decide(obs: &Observed) -> Decision {
         roll_back_to: a.roll_back_now,
         scale_workers,
         status,
+        status_held: held.is_some(),
         events,
         budget_exhausted: a.transitions.contains(&Transition::BudgetExhausted),
         failures: a.recorded,
@@ -188,11 +204,15 @@ fn calls_go(
 fn children(obs: &Observed, replicas: i32) -> (Option<Deployment>, Option<Service>) {
     let want_deployment = desired::deployment(obs.tsvc, replicas);
     let want_service = desired::service(obs.tsvc);
-    let applied = |child: &Option<Child>| child.as_ref().and_then(|c| c.applied_hash.clone());
-    let deployment = (applied(&obs.deployment).as_deref() != desired::applied_hash(&want_deployment))
-        .then_some(want_deployment);
-    let service =
-        (applied(&obs.service).as_deref() != desired::applied_hash(&want_service)).then_some(want_service);
+    let applied = |child: &Option<Child>, just: &Option<String>| {
+        child.as_ref().and_then(|c| c.applied_hash.clone()).or_else(|| just.clone())
+    };
+    let just = &obs.just_applied;
+    let deployment = (applied(&obs.deployment, &just.deployment).as_deref()
+        != desired::applied_hash(&want_deployment))
+    .then_some(want_deployment);
+    let service = (applied(&obs.service, &just.service).as_deref() != desired::applied_hash(&want_service))
+        .then_some(want_service);
     (deployment, service)
 }
 

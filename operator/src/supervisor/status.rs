@@ -1,5 +1,8 @@
 //! The status one look writes: phase, counts, messages, and one function per condition.
 
+use std::time::Duration;
+
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::assess::Assessment;
@@ -52,6 +55,26 @@ pub fn build(
         rolled_back: a.rolled_back.clone(),
         failover: None, // decided next (`failover`)
     }
+}
+
+/// How long a new service's first status waits, if it does: while its workers are only starting
+/// (no failure, nothing stuck) and for at most `health.startupTimeoutSeconds` from its creation,
+/// its first status is the outcome (most often Ready), not "starting" and then the outcome.
+/// Until then it has no status, as a new Certificate or Deployment has none until its
+/// controller's first answer: not a stale one. At N = 1000 on the simulated node, 1 of the 6
+/// writes per service.
+pub fn first_held(
+    tsvc: &TelephonyService,
+    prev: &TelephonyServiceStatus,
+    a: &Assessment,
+    now: Timestamp,
+) -> Option<Duration> {
+    if prev.observed_generation.is_some() || a.phase != Phase::Progressing {
+        return None;
+    }
+    let created = tsvc.metadata.creation_timestamp.as_ref()?.0;
+    let ends = created.checked_add(jiff::SignedDuration::try_from(a.policy.startup_timeout).ok()?).ok()?;
+    Duration::try_from(now.duration_until(ends)).ok().filter(|left| !left.is_zero())
 }
 
 /// `<reason> in pod <pod>: <message>`.

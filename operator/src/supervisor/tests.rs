@@ -59,6 +59,7 @@ impl Sim {
             tsvc: &self.tsvc,
             deployment: self.deployment.as_ref().map(|d| child(d, d.status.clone())),
             service: self.service.as_ref().map(|s| child(s, None)),
+            just_applied: JustApplied::default(),
             pods,
             now: t(now),
             jitter: 0.0,
@@ -70,7 +71,9 @@ impl Sim {
         if let Some(svc) = &d.service {
             self.service = Some(svc.clone());
         }
-        self.tsvc.status = Some(d.status.clone());
+        if !d.status_held {
+            self.tsvc.status = Some(d.status.clone());
+        }
         d
     }
 
@@ -143,6 +146,85 @@ fn starting_a_service_writes_two_statuses() {
     };
     assert_eq!(progressing(&statuses[0]).as_deref(), Some("True"), "starting workers is progress");
     assert_eq!(progressing(&statuses[1]).as_deref(), Some("False"), "Ready: rollout complete");
+}
+
+/// A new service whose workers start within `health.startupTimeoutSeconds` (60 s here) gets one
+/// status, the outcome: the first look is not written, and asks to look again by the deadline.
+#[test]
+fn a_new_service_whose_workers_start_in_time_writes_one_status() {
+    let mut sim = Sim::new();
+    sim.tsvc.metadata.creation_timestamp = Some(Time(t(0)));
+    let mut written = vec![];
+    for (now, pods) in [(0, vec![]), (1, vec![pod("w-1", false, 0)]), (2, vec![pod("w-1", true, 0)])] {
+        let d = sim.look(now, pods);
+        if d.status_held {
+            assert!(d.requeue <= Duration::from_millis(60_100 - 1000 * now as u64), "{:?}", d.requeue);
+        } else {
+            written.push((d.status.phase, reasons(&d)));
+        }
+    }
+    assert_eq!(written, vec![(Phase::Ready, vec!["Ready"])]);
+    // Once written, a status is never held again: a new generation's rollout is said at once.
+    sim.tsvc.metadata.generation = Some(2);
+    sim.tsvc.spec.replicas = 2;
+    let rolling = sim.look(3, vec![pod("w-1", true, 0)]);
+    assert!(!rolling.status_held);
+    assert_eq!(rolling.status.phase, Phase::Progressing);
+}
+
+/// Anything but plain starting is written at once; so is "starting" past the startup timeout.
+#[test]
+fn a_new_service_says_at_once_what_keeps_its_workers_from_starting() {
+    let new = || {
+        let mut sim = Sim::new();
+        sim.tsvc.metadata.creation_timestamp = Some(Time(t(0)));
+        sim
+    };
+    let mut stuck = pod("w-1", false, 0);
+    stuck.running = false;
+    stuck.waiting = Some(("ImagePullBackOff".into(), "Back-off pulling image".into()));
+    let d = new().look(5, vec![stuck]);
+    assert_eq!((d.status_held, d.status.phase), (false, Phase::Degraded));
+    let d = new().look(5, vec![pod("w-1", false, 1)]);
+    assert_eq!((d.status_held, d.status.phase), (false, Phase::Degraded), "a crash");
+    let d = new().look(59, vec![]);
+    assert!(d.status_held && d.requeue <= Duration::from_millis(1100), "{:?}", d.requeue);
+    let d = new().look(60, vec![]);
+    assert_eq!((d.status_held, d.status.phase), (false, Phase::Progressing), "an unscheduled pod, 60 s on");
+    let mut untimed = Sim::new();
+    assert!(!untimed.look(0, vec![]).status_held, "no creation time: nothing to wait by");
+}
+
+/// The look that the Service's watch event starts can come before the Deployment's event.
+#[test]
+fn a_child_applied_but_not_in_the_cache_yet_is_not_applied_again() {
+    let tsvc = sample();
+    let applied = desired::applied_hash(&desired::deployment(&tsvc, 1)).map(String::from);
+    let d = decide(&Observed {
+        tsvc: &tsvc,
+        deployment: None,
+        service: None,
+        just_applied: JustApplied { deployment: applied, service: None },
+        pods: vec![],
+        now: t(0),
+        jitter: 0.0,
+        backup_up: None,
+    });
+    assert!(d.deployment.is_none(), "applied a moment ago");
+    assert!(d.service.is_some(), "never applied: made");
+}
+
+#[test]
+fn created_and_ready_in_one_look_are_one_event() {
+    let t = sample();
+    let ready = |note: &str| Announcement { severity: Severity::Normal, reason: "Ready", note: note.into() };
+    let folded = fold_created(created(&t, true, true), vec![ready("1/1 workers ready")]);
+    let said: Vec<_> = folded.iter().map(|a| (a.reason, a.note.as_str())).collect();
+    assert_eq!(said, vec![("Created", "created Deployment and Service calls-worker; 1/1 workers ready")]);
+    let degraded = Announcement { severity: Severity::Warning, reason: "Degraded", note: "stuck".into() };
+    let both = fold_created(created(&t, true, false), vec![degraded.clone()]);
+    assert_eq!(both.iter().map(|a| a.reason).collect::<Vec<_>>(), vec!["Created", "Degraded"]);
+    assert_eq!(fold_created(None, vec![degraded.clone()]), vec![degraded]);
 }
 
 /// Under load the controller-manager counts a new pod in the Deployment's status after the pod
