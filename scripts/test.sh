@@ -136,7 +136,7 @@ if want bench; then
   DIALTONE_NODE=sim scripts/cluster.sh up
   counted cargo test -p sim-node --features e2e --no-fail-fast
   "$T/dialtone-bench" detection --samples 2 --operator "$T/telephony-operator"
-  "$T/dialtone-bench" convergence --sizes 3 --operator "$T/telephony-operator"
+  "$T/dialtone-bench" convergence --sizes 3 --rounds 2 --operator "$T/telephony-operator"
   "$T/dialtone-bench" readiness --services 5 --seconds 1 --connections 4 --operator "$T/telephony-operator"
   "$T/dialtone-bench" sse-load --subscribers 20 --services 5 --rounds 3 --round-ms 100 --operator "$T/telephony-operator"
   "$T/dialtone-bench" chaos --services 5 --operator-kills 2 --apiserver-restarts 1 --etcd-restarts 0 --operator "$T/telephony-operator"

@@ -35,6 +35,11 @@ pub struct Args {
     /// operator's memory, CPU and time per service; their baseline would double the run).
     #[arg(long, default_value_t = usize::MAX)]
     baseline_up_to: usize,
+    /// Rounds at each size that has a baseline. The operator's and the baseline's runs alternate
+    /// (operator first in odd rounds, baseline first in even ones) and the table shows each one's
+    /// median: one run of the same binary at N = 1000 varies by ±15 % on 2 cores (73-94 s).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Services per namespace: a run of N spreads over ⌈N / this⌉ namespaces (default: one).
     /// kube-controller-manager 1.20's ReplicaSet, Deployment and endpoints controllers list every
     /// object of the namespace on each sync, so a single namespace costs them O(N²).
@@ -74,6 +79,9 @@ struct Run {
     writes: Vec<(String, u64)>,
     operator: Duration,
     baseline: Option<Duration>,
+    /// Every round's time, in the order run; `operator` and `baseline` are their medians.
+    operator_rounds: Vec<Duration>,
+    baseline_rounds: Vec<Duration>,
     rss_mib: f64,
     cpu_ms_per_reconcile: f64,
     reconciles: u64,
@@ -244,6 +252,8 @@ async fn with_operator(args: &Args, n: usize) -> anyhow::Result<(f64, Run)> {
         writes,
         operator: took,
         baseline: None,
+        operator_rounds: vec![took],
+        baseline_rounds: vec![],
         rss_mib: rss,
         cpu_ms_per_reconcile: (cpu_after - cpu_before) / count.max(1) as f64,
         reconciles: count,
@@ -317,19 +327,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     crate::crd::install(&testing::client().await).await?;
 
     let mut runs = vec![];
-    let mut rss_empty = 0.0;
+    let mut rss_empty = None;
     for &n in &args.sizes {
-        let (empty, mut run) = with_operator(&args, n).await?;
-        if runs.is_empty() {
-            rss_empty = empty;
-        }
-        if n <= args.baseline_up_to {
-            let (took, cpu) = baseline(&args, n).await?;
-            (run.baseline, run.baseline_cpu) = (Some(took), cpu);
-        }
-        eprintln!("N={n}: operator {:?}, baseline {:?}", run.operator, run.baseline);
+        let run = at_size(&args, n, &mut rss_empty).await?;
+        eprintln!("N={n}: operator {:?}, baseline {:?}", run.operator_rounds, run.baseline_rounds);
         runs.push(run);
     }
+    let rss_empty = rss_empty.unwrap_or_default();
 
     println!("\n## Convergence at scale (N TelephonyServices created at once, until all are Ready)\n");
     if args.per_namespace < usize::MAX {
@@ -337,18 +341,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("All in one namespace.\n");
     }
-    println!("| N | operator | baseline: direct writes, no operator logic | operator throughput / baseline | operator ms per service |");
-    println!("| --- | --- | --- | --- | --- |");
+    if args.rounds > 1 {
+        println!(
+            "Each size with a baseline ran {} rounds, the operator and the baseline alternating; \
+             the times are medians, and the last column lists every round in the order run.\n",
+            args.rounds
+        );
+    }
+    println!("| N | operator | baseline: direct writes, no operator logic | operator throughput / baseline | operator ms per service | rounds: operator; baseline |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for r in &runs {
         let op = r.operator.as_secs_f64();
         let (base, ratio) = match r.baseline.map(|b| b.as_secs_f64()) {
             Some(b) => (format!("{b:.1} s"), format!("{:.2}×", b / op.max(f64::EPSILON))),
             None => ("not measured".into(), String::new()),
         };
-        println!("| {} | {op:.1} s | {base} | {ratio} | {:.1} |", r.n, op * 1000.0 / r.n as f64);
+        let each = match r.baseline_rounds.is_empty() {
+            true => seconds(&r.operator_rounds),
+            false => format!("{}; {}", seconds(&r.operator_rounds), seconds(&r.baseline_rounds)),
+        };
+        println!("| {} | {op:.1} s | {base} | {ratio} | {:.1} | {each} |", r.n, op * 1000.0 / r.n as f64);
     }
     println!("\n## API writes per service, create to Ready\n");
-    println!("The baseline writes 3 per service (Deployment, Service, one status); both also create the TelephonyService.\n");
+    println!("The baseline writes 3 per service (Deployment, Service, one status); both also create the TelephonyService. The operator's median round.\n");
     println!("| N | operator writes per service | by kind |");
     println!("| --- | --- | --- |");
     for r in &runs {
@@ -367,7 +382,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     println!("\n## Operator memory and CPU\n");
-    println!("RSS 2 s after the last service is Ready (the operator's code is most of the RSS at 0).\n");
+    println!("RSS 2 s after the last service is Ready, in the operator's median round (the operator's code is most of the RSS at 0).\n");
     println!("| services | RSS | reconciliations | CPU per reconciliation |");
     println!("| --- | --- | --- | --- |");
     println!("| 0 | {rss_empty:.1} MiB | | |");
@@ -377,9 +392,65 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The rounds at one size. The operator's figures (CPU, writes, RSS) are its median run's, and
+/// the baseline's CPU is the baseline's median run's.
+async fn at_size(args: &Args, n: usize, rss_empty: &mut Option<f64>) -> anyhow::Result<Run> {
+    let with_baseline = n <= args.baseline_up_to;
+    let rounds = if with_baseline { args.rounds.max(1) } else { 1 };
+    let (mut ops, mut bases) = (vec![], vec![]);
+    for round in 0..rounds {
+        let baseline_first = round % 2 == 1;
+        if with_baseline && baseline_first {
+            bases.push(baseline(args, n).await?);
+        }
+        let (empty, run) = with_operator(args, n).await?;
+        rss_empty.get_or_insert(empty);
+        ops.push(run);
+        if with_baseline && !baseline_first {
+            bases.push(baseline(args, n).await?);
+        }
+    }
+    let operator_rounds: Vec<Duration> = ops.iter().map(|r| r.operator).collect();
+    let baseline_rounds: Vec<Duration> = bases.iter().map(|b| b.0).collect();
+    let mut run = median_by_time(ops, |r| r.operator).ok_or_else(|| anyhow::anyhow!("no run at N={n}"))?;
+    if let Some((took, cpu)) = median_by_time(bases, |b| b.0) {
+        (run.baseline, run.baseline_cpu) = (Some(took), cpu);
+    }
+    (run.operator_rounds, run.baseline_rounds) = (operator_rounds, baseline_rounds);
+    Ok(run)
+}
+
+/// The middle item by time (the lower middle of an even count).
+fn median_by_time<T>(mut items: Vec<T>, time: impl Fn(&T) -> Duration) -> Option<T> {
+    items.sort_by_key(&time);
+    let middle = items.len().checked_sub(1)? / 2;
+    Some(items.swap_remove(middle))
+}
+
+/// Every round's time, as "84.3, 79.0, 88.1 s" in the order run.
+fn seconds(rounds: &[Duration]) -> String {
+    let each: Vec<String> = rounds.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
+    format!("{} s", each.join(", "))
+}
+
 /// One row of the CPU table: seconds per process and how busy the 2 cores were.
 fn cpu_row(n: usize, run: &str, wall: Duration, cpu: &[f64]) {
     let cells: Vec<String> = cpu.iter().map(|c| format!("{c:.1}")).collect();
     let busy = cpu.iter().sum::<f64>() / (wall.as_secs_f64() * 2.0).max(f64::EPSILON);
     println!("| {n} | {run} | {:.1} s | {} | {:.0} % |", wall.as_secs_f64(), cells.join(" | "), busy * 100.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_round_is_the_middle_one_by_time() {
+        let secs = |s: &[u64]| s.iter().map(|&s| Duration::from_secs(s)).collect::<Vec<_>>();
+        assert_eq!(median_by_time(secs(&[94, 73, 85]), |d| *d), Some(Duration::from_secs(85)));
+        assert_eq!(median_by_time(secs(&[80, 70]), |d| *d), Some(Duration::from_secs(70)));
+        assert_eq!(median_by_time(secs(&[80]), |d| *d), Some(Duration::from_secs(80)));
+        assert_eq!(median_by_time(Vec::<Duration>::new(), |d| *d), None);
+        assert_eq!(seconds(&secs(&[84, 79])), "84.0, 79.0 s");
+    }
 }

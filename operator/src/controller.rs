@@ -85,6 +85,13 @@ impl Context {
     fn live_uids(&self) -> std::collections::HashSet<String> {
         self.tsvcs.state().iter().filter_map(|t| t.uid()).collect()
     }
+
+    /// Drop what this process keeps for a service that is being deleted.
+    fn forget(&self, uid: &str) {
+        self.written.forget(uid);
+        self.held_events.remove(uid);
+        self.applied.forget(uid);
+    }
 }
 
 /// Reconciles running at once.
@@ -302,7 +309,7 @@ async fn reconcile(cached: Arc<TelephonyService>, ctx: Arc<Context>) -> Result<A
     let ns = cached.namespace().ok_or(Error::NoNamespace)?;
     let uid = cached.uid().unwrap_or_default();
     if cached.metadata.deletion_timestamp.is_some() {
-        ctx.written.forget(&uid);
+        ctx.forget(&uid);
         return Ok(Action::await_change()); // owner references let the garbage collector clean up
     }
     let name = cached.name_any();

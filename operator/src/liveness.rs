@@ -48,6 +48,9 @@ pub struct PodObservation {
     pub last_words: Option<String>,
     /// A container's waiting reason and message.
     pub waiting: Option<(String, String)>,
+    /// The scheduler's word on why no node takes the pod (`PodScheduled=False`, `Unschedulable`).
+    /// Not a failure: the worker never ran, and a node may yet be added.
+    pub unschedulable: Option<String>,
     /// The pod's IP, where the worker can be asked why it is not Ready.
     pub ip: Option<String>,
     /// Why a running worker is not Ready, in its own words (filled by `worker_readiness`); for a
@@ -91,6 +94,11 @@ impl PodObservation {
         let said = exited.filter(|t| t.exit_code != 137 && t.reason.as_deref() != Some("OOMKilled"));
         let last_words = said.and_then(|t| t.message).as_deref().and_then(last_line);
         let ip = status.pod_ip.clone();
+        let unschedulable = status.conditions.iter().flatten().find_map(|c| {
+            let no_node = c.type_ == "PodScheduled" && c.status == "False";
+            (no_node && c.reason.as_deref() == Some("Unschedulable"))
+                .then(|| c.message.clone().unwrap_or_default())
+        });
         PodObservation {
             name: metadata.name.clone().unwrap_or_default(),
             deleting: metadata.deletion_timestamp.is_some(),
@@ -101,6 +109,7 @@ impl PodObservation {
             last_exit,
             last_words,
             waiting,
+            unschedulable,
             ip,
             not_ready_reason: None,
             active_calls: None,

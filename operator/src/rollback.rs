@@ -61,6 +61,7 @@ mod tests {
             last_exit: None,
             last_words: None,
             waiting: None,
+            unschedulable: None,
             ip: None,
             not_ready_reason: None,
             active_calls: None,

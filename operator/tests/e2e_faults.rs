@@ -217,6 +217,27 @@ async fn an_image_that_does_not_exist_is_counted_once_per_episode() {
     s.ns.delete().await;
 }
 
+/// A node selector no node has: kube-scheduler's words reach the status in seconds, not after
+/// the first status' startup hold (60 s), and the worker that never ran spends no budget.
+#[tokio::test]
+async fn a_worker_no_node_takes_is_said_at_once_and_spends_no_budget() {
+    let spec = json!({ "pod": { "nodeSelector": { "dialtone.dev/pool": "nowhere" } } });
+    let s = Scene::new("unsched", spec).await;
+    let t = wait_status(&s.ns, "calls", 20, "Unschedulable", |s| {
+        s.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "Unschedulable")
+    })
+    .await;
+    let said = condition(&t, "Ready").message.clone();
+    assert!(said.contains("nodes are available"), "the scheduler's words: {said}");
+    assert_eq!(t.status.as_ref().map(|s| s.phase), Some(Phase::Progressing));
+    let warned = wait_events(&s.ns, "Unschedulable").await;
+    assert_eq!(warned.len(), 1, "one warning, not one per look");
+    assert_eq!(warned[0].note.as_deref(), Some(said.as_str()));
+    assert_eq!(used(&s.ns, "calls").await, 0, "the worker never ran: no failure");
+    assert_eq!(s.readiness.status(&s.ns.name, "calls").await.map(|r| r.0), Some(503));
+    s.ns.delete().await;
+}
+
 async fn ns_last_failure(ns: &TestNamespace) -> String {
     let t = ns.api::<telephony_operator::crd::TelephonyService>().get("calls").await.expect("get");
     t.status.and_then(|s| s.last_failure).map(|f| f.reason).unwrap_or_default()

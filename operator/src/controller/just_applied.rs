@@ -35,6 +35,11 @@ impl Applied {
         self.0.insert(uid.to_string(), (entry, Instant::now()), live_count, live);
     }
 
+    /// The service `uid` is being deleted: nothing it applied matters any more.
+    pub fn forget(&self, uid: &str) {
+        self.0.remove(uid);
+    }
+
     /// What `uid`'s look should take as applied besides the cache, which shows the Deployment
     /// and the Service or not: only what it doesn't show yet, and only for `TRUST_FOR`.
     pub fn unseen(&self, uid: &str, deployment_seen: bool, service_seen: bool) -> JustApplied {

@@ -24,6 +24,7 @@ fn healthy(name: &str) -> PodObservation {
         active_calls: None,
         template: None,
         waiting: None,
+        unschedulable: None,
     }
 }
 
@@ -175,6 +176,24 @@ fn observation_from_a_crashed_pod() {
     assert_eq!(o.last_exit, Some(("OOMKilled".into(), 137)));
     assert_eq!(o.waiting.as_ref().map(|w| w.0.as_str()), Some("CrashLoopBackOff"));
     assert_eq!(o.not_ready_since, Some("2026-01-01T00:05:00Z".parse().unwrap()));
+}
+
+/// What kube-scheduler writes on a pod no node takes (as `kubectl get pod -o yaml` shows it).
+#[test]
+fn observation_from_a_pod_no_node_takes() {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "w-1", "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "status": { "phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient cpu.",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }] }
+    }))
+    .unwrap();
+    let o = PodObservation::from_pod(&pod);
+    assert_eq!(o.unschedulable.as_deref(), Some("0/1 nodes are available: 1 Insufficient cpu."));
+    assert!(!o.ready && !o.running && o.waiting.is_none() && o.restarts == 0);
+    assert_eq!(PodObservation::from_pod(&Pod::default()).unschedulable, None);
 }
 
 /// The statuses a real kubelet wrote around `kill -9` (scripts/cluster.sh's real node): running,

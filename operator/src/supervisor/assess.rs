@@ -35,6 +35,8 @@ pub struct Assessment {
     pub rolling: bool,
     /// A worker that can't start: its waiting reason and message.
     pub stuck: Option<(String, String)>,
+    /// A worker no node takes: the scheduler's message.
+    pub unschedulable: Option<String>,
     /// A worker running but not Ready past its startup timeout.
     pub hung: bool,
     /// A running worker's own word on why it is not Ready (e.g. Telnyx unreachable): pod, reason.
@@ -137,6 +139,7 @@ pub fn assess(obs: &Observed, prev: &TelephonyServiceStatus, generation: i64) ->
         last_failure: step.recorded.last().cloned().or(prev.last_failure.clone()),
         rolling,
         stuck,
+        unschedulable: live.iter().find_map(|p| p.unschedulable.clone()),
         hung,
         not_ready: live.iter().find_map(|p| Some((p.name.clone(), p.not_ready_reason.clone()?))),
         phase,

@@ -26,6 +26,9 @@ pub fn build(
         Phase::Failed => budget_message.clone(),
         Phase::Degraded => degraded_message.clone(),
         Phase::Pending => "scaled to 0 by spec.replicas".into(),
+        _ if a.unschedulable.is_some() => {
+            format!("starting workers: {}/{desired} ready; {ready_message}", a.ready)
+        }
         _ => format!("starting workers: {}/{desired} ready", a.ready),
     };
     TelephonyServiceStatus {
@@ -58,7 +61,7 @@ pub fn build(
 }
 
 /// How long a new service's first status waits, if it does: while its workers are only starting
-/// (no failure, nothing stuck) and for at most `health.startupTimeoutSeconds` from its creation,
+/// (no failure, nothing stuck, a node for each) and for at most `health.startupTimeoutSeconds` from its creation,
 /// its first status is the outcome (most often Ready), not "starting" and then the outcome.
 /// Until then it has no status, as a new Certificate or Deployment has none until its
 /// controller's first answer: not a stale one. At N = 1000 on the simulated node, 1 of the 6
@@ -69,7 +72,7 @@ pub fn first_held(
     a: &Assessment,
     now: Timestamp,
 ) -> Option<Duration> {
-    if prev.observed_generation.is_some() || a.phase != Phase::Progressing {
+    if prev.observed_generation.is_some() || a.phase != Phase::Progressing || a.unschedulable.is_some() {
         return None;
     }
     let created = tsvc.metadata.creation_timestamp.as_ref()?.0;
@@ -93,6 +96,8 @@ fn ready_reason(a: &Assessment, desired: i32) -> (String, String) {
         ("ScaledToZero".into(), "spec.replicas is 0".into())
     } else if let Some((reason, message)) = &a.stuck {
         (stuck_reason(reason, message), message.clone())
+    } else if let Some(why) = &a.unschedulable {
+        ("Unschedulable".into(), format!("no node takes a worker: {why}"))
     } else if a.hung {
         ("ReadinessTimeout".into(), "a worker is running but not Ready past its startup timeout".into())
     } else if let Some((pod, why)) = &a.not_ready {

@@ -23,6 +23,7 @@ fn pod(name: &str, ready: bool, restarts: i32) -> PodObservation {
         active_calls: None,
         template: None,
         waiting: None,
+        unschedulable: None,
     }
 }
 
@@ -193,6 +194,30 @@ fn a_new_service_says_at_once_what_keeps_its_workers_from_starting() {
     assert_eq!((d.status_held, d.status.phase), (false, Phase::Progressing), "an unscheduled pod, 60 s on");
     let mut untimed = Sim::new();
     assert!(!untimed.look(0, vec![]).status_held, "no creation time: nothing to wait by");
+}
+
+/// No node takes the worker: the service says so at once, with the scheduler's words, and warns
+/// once. It is not a failure: the worker never ran, and a node may yet come.
+#[test]
+fn a_worker_no_node_takes_is_said_at_once_and_spends_no_budget() {
+    let mut sim = Sim::new();
+    sim.tsvc.metadata.creation_timestamp = Some(Time(t(0)));
+    let mut pending = pod("w-1", false, 0);
+    pending.running = false;
+    pending.unschedulable = Some("0/1 nodes are available: 1 Insufficient cpu.".into());
+    let d = sim.look(1, vec![pending.clone()]);
+    assert_eq!((d.status_held, d.status.phase), (false, Phase::Progressing));
+    assert_eq!(ready_reason(&d), "Unschedulable");
+    let said = "no node takes a worker: 0/1 nodes are available: 1 Insufficient cpu.";
+    assert_eq!(d.status.message.as_deref(), Some(format!("starting workers: 0/1 ready; {said}").as_str()));
+    assert_eq!(
+        d.events.iter().map(|e| (e.reason, e.note.as_str())).collect::<Vec<_>>(),
+        [("Unschedulable", said)]
+    );
+    assert!(d.failures.is_empty() && d.status.restarts.as_deref() == Some("0/3"));
+    assert!(reasons(&sim.look(2, vec![pending])).is_empty(), "said once");
+    let d = sim.look(3, vec![pod("w-1", true, 0)]);
+    assert_eq!((d.status.phase, reasons(&d)), (Phase::Ready, vec!["Ready"]));
 }
 
 /// The look that the Service's watch event starts can come before the Deployment's event.
