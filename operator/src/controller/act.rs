@@ -24,82 +24,13 @@ pub(super) async fn act(
     ns: &str,
     decision: &Decision,
 ) -> Result<(), Error> {
-    let name = tsvc.name_any();
-    let uid = tsvc.uid().unwrap_or_default();
-    let pp = PatchParams::apply(MANAGER).force();
-    // The Deployment and the Service don't depend on each other: one round trip for both.
-    let deployment = apply_child(ctx, ns, decision.deployment.as_ref(), "Deployment", "deployment");
-    let service = apply_child(ctx, ns, decision.service.as_ref(), "Service", "service");
-    let budget = async {
-        let Some(change) = &decision.disruption_budget else { return Ok(()) };
-        disruption_budget(ctx, ns, &name, change).await
-    };
-    let (deployment_created, service_created, ()) = futures::try_join!(deployment, service, budget)?;
-    let deployment_hash = decision.deployment.as_ref().and_then(crate::desired::applied_hash);
-    let service_hash = decision.service.as_ref().and_then(crate::desired::applied_hash);
-    let (d, s) = (deployment_hash.map(String::from), service_hash.map(String::from));
-    ctx.applied.remember(&uid, d, s, ctx.tsvcs.len(), || ctx.live_uids());
-    let created = crate::supervisor::created(tsvc, deployment_created, service_created);
-    // While the first status waits, so does the `Created` Event: the two go out together.
-    let created = if decision.status_held {
-        if let Some(created) = created {
-            ctx.held_events.insert(uid.clone(), created, ctx.tsvcs.len(), || ctx.live_uids());
-        }
-        None
-    } else {
-        ctx.held_events.remove(&uid).or(created)
-    };
-    if let Some(template) = &decision.roll_back_to {
-        roll_back(ctx, tsvc, ns, template).await?;
-    }
-    if let Some(replicas) = decision.scale_workers {
-        let d = crate::desired::child_name(tsvc);
-        let scale = serde_json::json!({ "spec": { "replicas": replicas } });
-        Api::<Deployment>::namespaced(ctx.client.clone(), ns)
-            .patch(&d, &PatchParams::default(), &Patch::Merge(&scale))
-            .await
-            .map_err(|source| Error::Apply { kind: "Deployment", name: d, source })?;
-        ctx.metrics.wrote("deployment");
-    }
+    let created = children(ctx, tsvc, ns, decision).await?;
+    let created = created_now(ctx, tsvc, created, decision.status_held);
+    workers(ctx, tsvc, ns, decision).await?;
     if !decision.status_held && tsvc.status.as_ref() != Some(&decision.status) {
-        let patch = serde_json::json!({
-            "apiVersion": TelephonyService::api_version(&()),
-            "kind": TelephonyService::kind(&()),
-            "metadata": { "name": name },
-            "status": decision.status,
-        });
-        let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), ns);
-        match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
-            Ok(written) => {
-                ctx.metrics.wrote("status");
-                ctx.written.remember(
-                    uid,
-                    written.resource_version(),
-                    decision.status.clone(),
-                    ctx.tsvcs.len(),
-                    || ctx.live_uids(),
-                )
-            }
-            Err(e) => {
-                ctx.written.forget(&uid); // unknown outcome: trust the watch again
-                return Err(Error::Status(e));
-            }
-        }
+        status(ctx, tsvc, ns, decision).await?;
     }
-    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
-    for pod in &decision.restart_pods {
-        tracing::info!(%ns, service = %name, %pod, "restarting hung worker pod");
-        let uid = ctx.pods.get(&ObjectRef::new(pod).within(ns)).and_then(|p| p.uid());
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions { uid, resource_version: None }),
-            ..Default::default()
-        };
-        match pods_api.delete(pod, &dp).await {
-            Ok(_) => ctx.metrics.wrote("pod"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(source) => return Err(Error::Restart { pod: pod.clone(), source }),
-        }
-    }
+    restart(ctx, tsvc, ns, &decision.restart_pods).await?;
     for f in &decision.failures {
         ctx.metrics.failures.get_or_create(&ReasonLabel { reason: f.reason.clone() }).inc();
     }
@@ -111,6 +42,106 @@ pub(super) async fn act(
     if !events.is_empty() {
         let (ctx, tsvc) = (ctx.clone(), tsvc.clone());
         tokio::spawn(async move { publish(&ctx, &tsvc, &events).await });
+    }
+    Ok(())
+}
+
+/// The Deployment, the Service and the disruption budget, at once (they don't depend on each
+/// other: one round trip for all); what the API server created, as a `Created` announcement.
+async fn children(
+    ctx: &Context,
+    tsvc: &TelephonyService,
+    ns: &str,
+    decision: &Decision,
+) -> Result<Option<Announcement>, Error> {
+    let deployment = apply_child(ctx, ns, decision.deployment.as_ref(), "Deployment", "deployment");
+    let service = apply_child(ctx, ns, decision.service.as_ref(), "Service", "service");
+    let budget = async {
+        let Some(change) = &decision.disruption_budget else { return Ok(()) };
+        disruption_budget(ctx, ns, &tsvc.name_any(), change).await
+    };
+    let (deployment_created, service_created, ()) = futures::try_join!(deployment, service, budget)?;
+    let d = decision.deployment.as_ref().and_then(crate::desired::applied_hash).map(String::from);
+    let s = decision.service.as_ref().and_then(crate::desired::applied_hash).map(String::from);
+    let uid = tsvc.uid().unwrap_or_default();
+    ctx.applied.remember(&uid, d, s, ctx.tsvcs.len(), || ctx.live_uids());
+    Ok(crate::supervisor::created(tsvc, deployment_created, service_created))
+}
+
+/// While the first status waits, so does the `Created` Event: the two go out together.
+fn created_now(
+    ctx: &Context,
+    tsvc: &TelephonyService,
+    created: Option<Announcement>,
+    held: bool,
+) -> Option<Announcement> {
+    let uid = tsvc.uid().unwrap_or_default();
+    if !held {
+        return ctx.held_events.remove(&uid).or(created);
+    }
+    if let Some(created) = created {
+        ctx.held_events.insert(uid, created, ctx.tsvcs.len(), || ctx.live_uids());
+    }
+    None
+}
+
+/// A rollback, or the workers scaled (to 0 while the circuit is open, and back).
+async fn workers(ctx: &Context, tsvc: &TelephonyService, ns: &str, decision: &Decision) -> Result<(), Error> {
+    if let Some(template) = &decision.roll_back_to {
+        roll_back(ctx, tsvc, ns, template).await?;
+    }
+    let Some(replicas) = decision.scale_workers else { return Ok(()) };
+    let d = crate::desired::child_name(tsvc);
+    let scale = serde_json::json!({ "spec": { "replicas": replicas } });
+    Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+        .patch(&d, &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .map_err(|source| Error::Apply { kind: "Deployment", name: d, source })?;
+    ctx.metrics.wrote("deployment");
+    Ok(())
+}
+
+/// The decided status, remembered until the watch shows it (see `status_cache`).
+async fn status(ctx: &Context, tsvc: &TelephonyService, ns: &str, decision: &Decision) -> Result<(), Error> {
+    let (name, uid) = (tsvc.name_any(), tsvc.uid().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": TelephonyService::api_version(&()),
+        "kind": TelephonyService::kind(&()),
+        "metadata": { "name": name },
+        "status": decision.status,
+    });
+    let tsvcs = Api::<TelephonyService>::namespaced(ctx.client.clone(), ns);
+    let pp = PatchParams::apply(MANAGER).force();
+    match tsvcs.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+        Ok(written) => {
+            ctx.metrics.wrote("status");
+            let version = written.resource_version();
+            let status = decision.status.clone();
+            ctx.written.remember(uid, version, status, ctx.tsvcs.len(), || ctx.live_uids());
+            Ok(())
+        }
+        Err(e) => {
+            ctx.written.forget(&uid); // unknown outcome: trust the watch again
+            Err(Error::Status(e))
+        }
+    }
+}
+
+/// Deletes hung workers' pods (only the pod the decision saw: its uid is a precondition).
+async fn restart(ctx: &Context, tsvc: &TelephonyService, ns: &str, pods: &[String]) -> Result<(), Error> {
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    for pod in pods {
+        tracing::info!(%ns, service = %tsvc.name_any(), %pod, "restarting hung worker pod");
+        let uid = ctx.pods.get(&ObjectRef::new(pod).within(ns)).and_then(|p| p.uid());
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..Default::default()
+        };
+        match pods_api.delete(pod, &dp).await {
+            Ok(_) => ctx.metrics.wrote("pod"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(source) => return Err(Error::Restart { pod: pod.clone(), source }),
+        }
     }
     Ok(())
 }
