@@ -46,6 +46,11 @@ impl<'a> Conditions<'a> {
     }
 }
 
+/// Condition `type_` in `conditions`, if it is there.
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
 /// Whether condition `type_` is True in `conditions` (for tests: decisions read the phase).
 #[cfg(test)]
 pub fn is_true(conditions: &[Condition], type_: ConditionType) -> bool {

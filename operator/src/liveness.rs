@@ -19,6 +19,9 @@ pub const STUCK_REASONS: &[&str] = &[
     "CreateContainerError",
 ];
 
+/// kube-scheduler's reason for a pod no node takes; the service's Ready reason and Event say it too.
+pub const UNSCHEDULABLE: &str = "Unschedulable";
+
 /// A start error that is the kubelet's own and passes by itself: its Secret cache not yet synced
 /// ("failed to sync secret cache: timed out waiting for the condition"), because the Node
 /// authorizer had not yet linked the new pod's Secret to the node. On the local real node it hit
@@ -96,7 +99,7 @@ impl PodObservation {
         let ip = status.pod_ip.clone();
         let unschedulable = status.conditions.iter().flatten().find_map(|c| {
             let no_node = c.type_ == "PodScheduled" && c.status == "False";
-            (no_node && c.reason.as_deref() == Some("Unschedulable"))
+            (no_node && c.reason.as_deref() == Some(UNSCHEDULABLE))
                 .then(|| c.message.clone().unwrap_or_default())
         });
         PodObservation {

@@ -24,11 +24,12 @@ pub(super) async fn act(
     ns: &str,
     decision: &Decision,
 ) -> Result<(), Error> {
-    let created = children(ctx, tsvc, ns, decision).await?;
-    let created = created_now(ctx, tsvc, created, decision.status_held);
+    let uid = tsvc.uid().unwrap_or_default();
+    let created = children(ctx, tsvc, &uid, ns, decision).await?;
+    let created = created_now(ctx, &uid, created, decision.status_held);
     workers(ctx, tsvc, ns, decision).await?;
     if !decision.status_held && tsvc.status.as_ref() != Some(&decision.status) {
-        status(ctx, tsvc, ns, decision).await?;
+        status(ctx, tsvc, &uid, ns, decision).await?;
     }
     restart(ctx, tsvc, ns, &decision.restart_pods).await?;
     for f in &decision.failures {
@@ -51,6 +52,7 @@ pub(super) async fn act(
 async fn children(
     ctx: &Context,
     tsvc: &TelephonyService,
+    uid: &str,
     ns: &str,
     decision: &Decision,
 ) -> Result<Option<Announcement>, Error> {
@@ -63,24 +65,17 @@ async fn children(
     let (deployment_created, service_created, ()) = futures::try_join!(deployment, service, budget)?;
     let d = decision.deployment.as_ref().and_then(crate::desired::applied_hash).map(String::from);
     let s = decision.service.as_ref().and_then(crate::desired::applied_hash).map(String::from);
-    let uid = tsvc.uid().unwrap_or_default();
-    ctx.applied.remember(&uid, d, s, ctx.tsvcs.len(), || ctx.live_uids());
+    ctx.applied.remember(uid, d, s, ctx.tsvcs.len(), || ctx.live_uids());
     Ok(crate::supervisor::created(tsvc, deployment_created, service_created))
 }
 
 /// While the first status waits, so does the `Created` Event: the two go out together.
-fn created_now(
-    ctx: &Context,
-    tsvc: &TelephonyService,
-    created: Option<Announcement>,
-    held: bool,
-) -> Option<Announcement> {
-    let uid = tsvc.uid().unwrap_or_default();
+fn created_now(ctx: &Context, uid: &str, created: Option<Announcement>, held: bool) -> Option<Announcement> {
     if !held {
-        return ctx.held_events.remove(&uid).or(created);
+        return ctx.held_events.remove(uid).or(created);
     }
     if let Some(created) = created {
-        ctx.held_events.insert(uid, created, ctx.tsvcs.len(), || ctx.live_uids());
+        ctx.held_events.insert(uid.to_string(), created, ctx.tsvcs.len(), || ctx.live_uids());
     }
     None
 }
@@ -102,8 +97,14 @@ async fn workers(ctx: &Context, tsvc: &TelephonyService, ns: &str, decision: &De
 }
 
 /// The decided status, remembered until the watch shows it (see `status_cache`).
-async fn status(ctx: &Context, tsvc: &TelephonyService, ns: &str, decision: &Decision) -> Result<(), Error> {
-    let (name, uid) = (tsvc.name_any(), tsvc.uid().unwrap_or_default());
+async fn status(
+    ctx: &Context,
+    tsvc: &TelephonyService,
+    uid: &str,
+    ns: &str,
+    decision: &Decision,
+) -> Result<(), Error> {
+    let name = tsvc.name_any();
     let patch = serde_json::json!({
         "apiVersion": TelephonyService::api_version(&()),
         "kind": TelephonyService::kind(&()),
@@ -117,11 +118,11 @@ async fn status(ctx: &Context, tsvc: &TelephonyService, ns: &str, decision: &Dec
             ctx.metrics.wrote("status");
             let version = written.resource_version();
             let status = decision.status.clone();
-            ctx.written.remember(uid, version, status, ctx.tsvcs.len(), || ctx.live_uids());
+            ctx.written.remember(uid.to_string(), version, status, ctx.tsvcs.len(), || ctx.live_uids());
             Ok(())
         }
         Err(e) => {
-            ctx.written.forget(&uid); // unknown outcome: trust the watch again
+            ctx.written.forget(uid); // unknown outcome: trust the watch again
             Err(Error::Status(e))
         }
     }

@@ -3,14 +3,14 @@
 use super::assess::Assessment;
 use super::status::failure_text;
 use super::{Announcement, Observed, Severity};
-use crate::conditions::ConditionType;
+use crate::conditions::{self, ConditionType::Ready};
 use crate::crd::TelephonyService;
 use crate::crd::{Phase, TelephonyServiceStatus};
 use crate::desired;
 use crate::failover::Switch;
+use crate::liveness::UNSCHEDULABLE;
 use crate::names::RESET_RESTART_BUDGET;
 use crate::restart_budget::Transition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 pub fn choose(
     obs: &Observed,
@@ -50,10 +50,10 @@ pub fn choose(
         }
     }
     // Once per spell: the scheduler repeats its own FailedScheduling on the pod.
-    let said = ready_condition(prev).is_some_and(|c| c.reason == "Unschedulable");
+    let said = conditions::find(&prev.conditions, Ready).is_some_and(|c| c.reason == UNSCHEDULABLE);
     if a.unschedulable.is_some() && !said {
-        let note = ready_condition(status).map(|c| c.message.clone()).unwrap_or_default();
-        say(Severity::Warning, "Unschedulable", note);
+        let note = conditions::find(&status.conditions, Ready).map(|c| c.message.clone()).unwrap_or_default();
+        say(Severity::Warning, UNSCHEDULABLE, note);
     }
     match a.phase {
         _ if a.phase == prev.phase => {}
@@ -64,10 +64,6 @@ pub fn choose(
         _ => {}
     }
     events
-}
-
-fn ready_condition(status: &TelephonyServiceStatus) -> Option<&Condition> {
-    status.conditions.iter().find(|c| c.type_ == ConditionType::Ready.as_str())
 }
 
 /// What the API server created when the operator applied a service's children (it answered

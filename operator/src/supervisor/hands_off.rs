@@ -23,8 +23,8 @@ pub fn invalid_spec(
         conditions.set(ConditionType::RestartBudgetExhausted, false, "InvalidSpec", ""),
     ];
     // Once per distinct problem, not once per look.
-    let ready = ConditionType::Ready.as_str();
-    let already = prev.conditions.iter().any(|c| c.type_ == ready && c.message == message);
+    let already =
+        crate::conditions::find(&prev.conditions, ConditionType::Ready).is_some_and(|c| c.message == message);
     let events = if already {
         vec![]
     } else {

@@ -61,8 +61,9 @@ pub fn build(
 }
 
 /// How long a new service's first status waits, if it does: while its workers are only starting
-/// (no failure, nothing stuck, a node for each) and for at most `health.startupTimeoutSeconds` from its creation,
-/// its first status is the outcome (most often Ready), not "starting" and then the outcome.
+/// (no failure, nothing stuck, a node for each) and for at most `health.startupTimeoutSeconds`
+/// from its creation, its first status is the outcome (most often Ready), not "starting" and then
+/// the outcome.
 /// Until then it has no status, as a new Certificate or Deployment has none until its
 /// controller's first answer: not a stale one. At N = 1000 on the simulated node, 1 of the 6
 /// writes per service.
@@ -97,7 +98,7 @@ fn ready_reason(a: &Assessment, desired: i32) -> (String, String) {
     } else if let Some((reason, message)) = &a.stuck {
         (stuck_reason(reason, message), message.clone())
     } else if let Some(why) = &a.unschedulable {
-        ("Unschedulable".into(), format!("no node takes a worker: {why}"))
+        (crate::liveness::UNSCHEDULABLE.into(), format!("no node takes a worker: {why}"))
     } else if a.hung {
         ("ReadinessTimeout".into(), "a worker is running but not Ready past its startup timeout".into())
     } else if let Some((pod, why)) = &a.not_ready {
