@@ -21,6 +21,8 @@
 #   DIALTONE_NODE (real|sim), DIALTONE_APISERVER_PORT (16443), DIALTONE_ETCD_PORT (12379, peer +1),
 #   DIALTONE_CLUSTER_DIR (<repo>/.cluster), DIALTONE_CACHE (~/.cache/dialtone)
 #   DIALTONE_SIM_NODE_ARGS extra flags for the simulated node (e.g. "--ready-ms 300")
+#   DIALTONE_APISERVER_PROFILING=true  serve /debug/pprof on the apiserver (off: it costs nothing
+#                                  when idle, but the endpoint is an admin's tool, not a default)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -193,7 +195,7 @@ start_apiserver() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --api-audiences https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --allow-privileged=true --profiling=false --max-requests-inflight 800 --max-mutating-requests-inflight 400
+    --allow-privileged=true --profiling="${DIALTONE_APISERVER_PROFILING:-false}" --max-requests-inflight 800 --max-mutating-requests-inflight 400
 }
 
 # start_etcd [keep]: etcd on fresh data, or with `keep` on the data it had (a restart).
